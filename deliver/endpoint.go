@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/natsx"
 	"github.com/hookrelay/hookrelay/parse"
 )
 
@@ -40,12 +41,7 @@ type Endpoint struct {
 }
 
 var (
-	endpointID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 	typeFilter = regexp.MustCompile(`^[a-z]+(\.[a-z_]+|\.\*)$`)
-	// reservedHeaders are set by hookrelay on every delivery and may not be
-	// overridden by an endpoint's extra headers; nor may any webhook-* header, which
-	// Send drops (the Standard Webhooks namespace is hookrelay's).
-	reservedHeaders = []string{"content-type", "user-agent", "content-length", "host"}
 )
 
 // FieldError names one bad endpoint field (the admin API answers them as fieldErrors).
@@ -66,10 +62,10 @@ func (e *InvalidEndpointError) Error() string {
 func (e Endpoint) Validate() error {
 	var fs []FieldError
 	bad := func(field, problem string) { fs = append(fs, FieldError{field, problem}) }
-	if !endpointID.MatchString(e.ID) {
+	if !natsx.ValidID(e.ID) {
 		bad("id", "want 1-64 lower-case letters, digits, '-' or '_'")
 	}
-	if !endpointID.MatchString(e.Merchant) {
+	if !natsx.ValidID(e.Merchant) {
 		bad("merchant", "want 1-64 lower-case letters, digits, '-' or '_'")
 	}
 	if u, err := url.Parse(e.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
@@ -81,7 +77,7 @@ func (e Endpoint) Validate() error {
 		}
 	}
 	for i, s := range e.Sources {
-		if !endpointID.MatchString(s) {
+		if !natsx.ValidID(s) {
 			bad(fmt.Sprintf("sources[%d]", i), "not a source id")
 		}
 	}
@@ -94,7 +90,7 @@ func (e Endpoint) Validate() error {
 		}
 	}
 	for name := range e.Headers {
-		if l := strings.ToLower(name); slices.Contains(reservedHeaders, l) || strings.HasPrefix(l, "webhook-") {
+		if reservedHeader(name) { // Send would drop it
 			bad("headers."+name, "set by hookrelay; cannot be overridden")
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookrelay/hookrelay/internal/clock"
+	"github.com/hookrelay/hookrelay/internal/natsx"
 	"github.com/hookrelay/hookrelay/parse"
 )
 
@@ -80,7 +81,7 @@ func (s *EndpointStore) Get(ctx context.Context, id string) (Endpoint, error) {
 }
 
 func (s *EndpointStore) get(ctx context.Context, id string) (Endpoint, uint64, error) {
-	if !endpointID.MatchString(id) {
+	if !natsx.ValidID(id) {
 		return Endpoint{}, 0, ErrEndpointNotFound
 	}
 	entry, err := s.kv.Get(ctx, id)

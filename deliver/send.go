@@ -257,7 +257,9 @@ func dialError(ctx context.Context, err error) error {
 }
 
 // reservedHeader reports whether an endpoint's extra header would replace one
-// hookrelay sets. Host and Content-Length are ignored by net/http anyway.
+// hookrelay sets (the webhook-* namespace is Standard Webhooks', so hookrelay's);
+// endpoint validation refuses them and Send drops them. Host and Content-Length are
+// ignored by net/http anyway.
 func reservedHeader(name string) bool {
 	n := strings.ToLower(strings.TrimSpace(name))
 	return strings.HasPrefix(n, "webhook-") || n == "content-type" || n == "user-agent" ||

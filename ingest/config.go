@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"time"
 
 	"go.uber.org/zap"
@@ -60,19 +59,13 @@ type Source struct {
 	AllowCIDRs []netip.Prefix
 }
 
-// idPattern keeps ids usable as NATS subject tokens and Redis key parts.
-var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-
-// ValidID reports whether s may be a source, merchant or endpoint id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
-
 // Validate reports every problem with the sources.
 func (c Config) Validate() error {
 	var errs []error
 	seen := map[string]bool{}
 	for i, s := range c.Sources {
 		at := fmt.Sprintf("sources[%d]", i)
-		if !ValidID(s.ID) {
+		if !natsx.ValidID(s.ID) {
 			errs = append(errs, fmt.Errorf("%s.id %q: want lower-case letters, digits, '-' or '_' (at most 64)", at, s.ID))
 		}
 		if seen[s.ID] {
@@ -82,7 +75,7 @@ func (c Config) Validate() error {
 		if s.Provider != parse.ProviderPayMaya && s.Provider != parse.ProviderPaytia {
 			errs = append(errs, fmt.Errorf("%s.provider %q: want %q or %q", at, s.Provider, parse.ProviderPayMaya, parse.ProviderPaytia))
 		}
-		if !ValidID(s.Merchant) {
+		if !natsx.ValidID(s.Merchant) {
 			errs = append(errs, fmt.Errorf("%s.merchant %q: want lower-case letters, digits, '-' or '_'", at, s.Merchant))
 		}
 		if len(s.Token) < 16 {

@@ -223,14 +223,9 @@ func (c *Config) ingestConfig() (ingest.Config, error) {
 	var errs []error
 	for i, s := range c.Sources {
 		src := ingest.Source{ID: s.ID, Provider: s.Provider, Merchant: s.Merchant, Token: s.Token}
-		for j, cidr := range s.AllowCIDRs {
-			p, err := netip.ParsePrefix(cidr)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("sources[%d].allow_cidrs[%d] %q: %v", i, j, cidr, err))
-				continue
-			}
-			src.AllowCIDRs = append(src.AllowCIDRs, p.Masked())
-		}
+		var perrs []error
+		src.AllowCIDRs, perrs = parsePrefixes(fmt.Sprintf("sources[%d].allow_cidrs", i), s.AllowCIDRs)
+		errs = append(errs, perrs...)
 		ic.Sources = append(ic.Sources, src)
 	}
 	errs = append(errs, ic.Validate())
@@ -248,8 +243,12 @@ func (c *Config) endpoints() ([]deliver.Endpoint, error) {
 			Secret: ec.Secret, Enabled: ec.Enabled == nil || *ec.Enabled, Headers: ec.Headers,
 			MaxInFlight: ec.MaxInFlight, Description: ec.Description,
 		}
-		var ie *deliver.InvalidEndpointError
-		if err := e.Validate(); errors.As(err, &ie) {
+		if err := e.Validate(); err != nil {
+			var ie *deliver.InvalidEndpointError
+			if !errors.As(err, &ie) {
+				errs = append(errs, fmt.Errorf("endpoints[%d]: %w", i, err))
+				continue
+			}
 			for _, f := range ie.Fields {
 				errs = append(errs, fmt.Errorf("endpoints[%d].%s: %s", i, f.Field, f.Problem))
 			}
@@ -275,17 +274,23 @@ func (c *Config) retryPolicy() schedule.Policy {
 
 // deliveryAllow parses the SSRF allow-list.
 func (c *Config) deliveryAllow() ([]netip.Prefix, error) {
+	out, errs := parsePrefixes("delivery.allow_cidrs", c.Delivery.AllowCIDRs)
+	return out, errors.Join(errs...)
+}
+
+// parsePrefixes parses the CIDRs of config list field, masked; one error per bad entry.
+func parsePrefixes(field string, cidrs []string) ([]netip.Prefix, []error) {
 	var out []netip.Prefix
 	var errs []error
-	for i, s := range c.Delivery.AllowCIDRs {
+	for i, s := range cidrs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("delivery.allow_cidrs[%d] %q: %v", i, s, err))
+			errs = append(errs, fmt.Errorf("%s[%d] %q: %v", field, i, s, err))
 			continue
 		}
 		out = append(out, p.Masked())
 	}
-	return out, errors.Join(errs...)
+	return out, errs
 }
 
 // streamConfig converts the NATS knobs for natsx.

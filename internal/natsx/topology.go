@@ -1,7 +1,16 @@
 // Package natsx is hookrelay's NATS plumbing: the names of streams and subjects
 // (SPEC §4), their creation at start-up, the embedded JetStream server for dev mode and
-// tests, and connecting with retries.
+// tests.
 package natsx
+
+import "regexp"
+
+// idPattern keeps ids usable as NATS subject tokens (and Redis key parts).
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// ValidID reports whether s may be a source, merchant or endpoint id: 1-64 lower-case
+// letters, digits, '-' or '_', not starting with '-' or '_'.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
 
 // Topology names hookrelay's streams and subjects. The zero value is the production
 // contract of SPEC §4 (HOOKRELAY_EVENTS on hookrelay.events.>, …). Tests that share a
