@@ -123,6 +123,34 @@ func TestStorageUnavailable(t *testing.T) {
 		refused(t, h.do(paytia("success=1")), http.StatusServiceUnavailable, "INGEST_STORAGE_UNAVAILABLE")
 	})
 
+	t.Run("ack after the timeout", func(t *testing.T) {
+		// The PubAck arrives after the request gave up (503): the event is stored, so
+		// it still gets its seen marker, and the retry is a duplicate.
+		h := newHarness(t,
+			withConfig(func(c *ingest.Config) { c.PublishTimeout = 100 * time.Millisecond }),
+			withPublisher(func(real jetstream.JetStream) ingest.Publisher {
+				return publisherFunc(func(ctx context.Context, m *nats.Msg, o ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+					time.Sleep(400 * time.Millisecond)
+					return real.PublishMsg(ctx, m, o...)
+				})
+			}))
+		refused(t, h.do(maya(successBody)), http.StatusServiceUnavailable, "INGEST_STORAGE_UNAVAILABLE")
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result()
+			if err == nil && len(keys) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no seen marker after the late PubAck (keys %v, %v)", keys, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := h.streamMsgs(h.nats.Topo.EventsStream()); n != 1 {
+			t.Errorf("events stream holds %d, want 1", n)
+		}
+	})
+
 	t.Run("ack lost after the store", func(t *testing.T) {
 		var lose atomic.Bool
 		lose.Store(true)

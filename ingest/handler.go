@@ -214,7 +214,10 @@ func (h *Handler) store(ctx context.Context, ev *parse.Event) (Response, *apierr
 		Data:    data,
 		Header:  nats.Header{},
 	}
-	ack, aerr := h.publish(ctx, msg, ev.ID)
+	// The wait for the PubAck does not end when the provider hangs up: an event stored
+	// after that must still get its seen marker, or a retry past JetStream's duplicate
+	// window would store it twice. PublishTimeout still bounds the wait.
+	ack, aerr := h.publish(context.WithoutCancel(ctx), msg, ev.ID)
 	if aerr != nil {
 		return Response{}, aerr
 	}
@@ -266,6 +269,29 @@ func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string) (*j
 	case err := <-fut.Err():
 		return nil, err
 	case <-ctx.Done():
+		go h.markWhenStored(fut, msgID)
 		return nil, fmt.Errorf("no PubAck: %w", ctx.Err())
+	}
+}
+
+// lateAckWait bounds how long markWhenStored waits for a PubAck that came too late for
+// its request (the JetStream context's own async publish timeout usually ends it first).
+const lateAckWait = time.Minute
+
+// markWhenStored marks an event seen if its PubAck arrives after its request gave up
+// (the provider was told 503): the event is stored, and the provider's retry, maybe
+// past JetStream's duplicate window, must find the marker.
+func (h *Handler) markWhenStored(fut jetstream.PubAckFuture, id string) {
+	t := time.NewTimer(lateAckWait)
+	defer t.Stop()
+	select {
+	case ack := <-fut.Ok():
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.SeenTimeout)
+		defer cancel()
+		if err := h.marker.MarkSeen(ctx, id, ack.Sequence); err != nil {
+			h.log.Warn("set seen marker after a late PubAck", zap.String("event_id", id), zap.Error(err))
+		}
+	case <-fut.Err():
+	case <-t.C:
 	}
 }
