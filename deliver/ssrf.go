@@ -182,8 +182,11 @@ type TransportConfig struct {
 	DialTimeout         time.Duration // default 5 s
 	TLSHandshakeTimeout time.Duration // default 5 s
 	IdleConnTimeout     time.Duration // default 90 s
-	MaxIdleConnsPerHost int           // kept-alive connections per endpoint host; default 64
-	MaxIdleConns        int           // across all hosts; default 4096
+	// MaxIdleConnsPerHost is how many kept-alive connections per endpoint host stay
+	// open between attempts; default 1000, the largest max_in_flight, so an endpoint
+	// at its limit reuses connections instead of dialing a new one per attempt.
+	MaxIdleConnsPerHost int
+	MaxIdleConns        int // across all hosts; default 8192
 	// TLSClientConfig defaults to system roots and TLS 1.2 or newer.
 	TLSClientConfig *tls.Config
 
@@ -226,8 +229,8 @@ func NewTransport(g *Guard, cfg TransportConfig) *http.Transport {
 		ForceAttemptHTTP2:      true,
 		TLSHandshakeTimeout:    orDuration(cfg.TLSHandshakeTimeout, 5*time.Second),
 		IdleConnTimeout:        orDuration(cfg.IdleConnTimeout, 90*time.Second),
-		MaxIdleConns:           orInt(cfg.MaxIdleConns, 4096),
-		MaxIdleConnsPerHost:    orInt(cfg.MaxIdleConnsPerHost, 64),
+		MaxIdleConns:           orInt(cfg.MaxIdleConns, 8192),
+		MaxIdleConnsPerHost:    orInt(cfg.MaxIdleConnsPerHost, 1000),
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
