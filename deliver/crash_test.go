@@ -3,9 +3,13 @@ package deliver_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/schedule"
@@ -117,15 +121,24 @@ func TestCrashAfterKillBeforeLetter(t *testing.T) {
 	}
 }
 
-// TestCrashAfterClaimBeforePublish: a scheduler claimed the delivery and died before
-// publishing the job. Once the lease expires another tick reclaims and dispatches it.
+// TestCrashAfterClaimBeforePublish: a scheduler claimed a retry and died before
+// publishing its job. Once the lease expires another tick reclaims and dispatches it.
 func TestCrashAfterClaimBeforePublish(t *testing.T) {
 	p := newPipeline(t, pipelineOpts{})
-	m := newMerchant(t, func(int, string) int { return 200 })
+	m := newMerchant(t, func(n int, _ string) int {
+		if n == 1 {
+			return 503
+		}
+		return 200
+	})
 	p.addEndpoint("acme-orders", m, nil)
 	p.publish("evt_crash4", "payment.succeeded")
 	id := deliver.DeliveryID("evt_crash4", "acme-orders")
-	p.state(id)
+	st := p.settle(id)
+	if st.Name != schedule.StatePending || st.Attempt != 2 {
+		t.Fatalf("after attempt 1: %s attempt %d, want pending attempt 2", st.Name, st.Attempt)
+	}
+	p.clock.Set(st.Due)
 	claimed, err := p.store.Claim(p.ctx, p.clock.Now(), 10, schedule.DefaultLease) // ... and the claimer dies
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("Claim = %v, %v", claimed, err)
@@ -137,9 +150,11 @@ func TestCrashAfterClaimBeforePublish(t *testing.T) {
 	if n := p.tick(); n != 1 {
 		t.Fatalf("Tick after the lease dispatched %d, want 1", n)
 	}
-	eventually(t, func() bool { return p.state(id).Name == schedule.StateDone })
-	if n := len(m.got()); n != 1 {
-		t.Errorf("merchant got %d requests, want 1", n)
+	if st := p.settle(id); st.Name != schedule.StateDone || st.Attempt != 2 {
+		t.Fatalf("state %s attempt %d, want done at 2", st.Name, st.Attempt)
+	}
+	if n := len(m.got()); n != 2 {
+		t.Errorf("merchant got %d requests, want 2", n)
 	}
 }
 
@@ -163,5 +178,148 @@ func TestEventRedelivered(t *testing.T) {
 	eventually(t, func() bool { return p.state(id).Name == schedule.StateDone })
 	if n := len(m.got()); n != 1 {
 		t.Errorf("merchant got %d requests, want 1", n)
+	}
+}
+
+// lostPublish wraps fan-out's JetStream: its first job publish fails, either before
+// the job is stored ("before": the process died between the schedule write and the
+// publish) or after ("after": the job is stored, the PubAck never arrives, the event
+// is never acked). Either way the event comes again.
+type lostPublish struct {
+	jetstream.JetStream
+	when  string
+	fired atomic.Bool
+}
+
+func (l *lostPublish) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if !l.fired.CompareAndSwap(false, true) {
+		return l.JetStream.PublishMsgAsync(m, opts...)
+	}
+	if l.when == "after" {
+		ack, err := l.JetStream.PublishMsgAsync(m, opts...)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			return nil, err
+		}
+	}
+	return nil, errors.New("injected: the process died around the job publish")
+}
+
+// TestCrashAroundFanoutPublish: fan-out wrote the delivery (queued for attempt 1)
+// and died before publishing its job, or after publishing it but before acking the
+// event. The event comes again, the job is published (again, under the same
+// Nats-Msg-Id, which JetStream drops), and the merchant gets exactly one request.
+func TestCrashAroundFanoutPublish(t *testing.T) {
+	for _, when := range []string{"before", "after"} {
+		t.Run(when, func(t *testing.T) {
+			lp := &lostPublish{when: when}
+			p := newPipeline(t, pipelineOpts{fanoutJS: func(js jetstream.JetStream) jetstream.JetStream { lp.JetStream = js; return lp }})
+			m := newMerchant(t, func(int, string) int { return 200 })
+			p.addEndpoint("acme-orders", m, nil)
+			p.publish("evt_fan_"+when, "payment.succeeded")
+			id := deliver.DeliveryID("evt_fan_"+when, "acme-orders")
+			if st := p.settle(id); st.Name != schedule.StateDone || st.Attempt != 1 {
+				t.Fatalf("state %s attempt %d, want done at 1", st.Name, st.Attempt)
+			}
+			if !lp.fired.Load() {
+				t.Fatal("the fault was not injected")
+			}
+			time.Sleep(300 * time.Millisecond) // a second job, if any, would be handled by now
+			if got := m.got(); len(got) != 1 || got[0].webhookID != "evt_fan_"+when {
+				t.Fatalf("merchant got %+v, want one request", got)
+			}
+		})
+	}
+}
+
+// unmarked fails the first Queued call without acting, as a Redis blip between the
+// job publish and the mark would.
+type unmarked struct {
+	deliver.Recorder
+	fired atomic.Bool
+}
+
+func (u *unmarked) Queued(ctx context.Context, id string, attempt int) (bool, error) {
+	if u.fired.CompareAndSwap(false, true) {
+		return false, errors.New("injected: redis unreachable")
+	}
+	return u.Recorder.Queued(ctx, id, attempt)
+}
+
+// TestPublishedNotMarkedQueued: a retry's job is published but marking it queued
+// fails. The delivery is not handed back (that would make a second job): the job is
+// recorded, the lease later runs out on nothing, and the merchant gets each attempt
+// once.
+func TestPublishedNotMarkedQueued(t *testing.T) {
+	u := &unmarked{}
+	p := newPipeline(t, pipelineOpts{recorder: func(r deliver.Recorder) deliver.Recorder { u.Recorder = r; return u }})
+	m := newMerchant(t, func(n int, _ string) int {
+		if n == 1 {
+			return 500
+		}
+		return 200
+	})
+	p.addEndpoint("acme-orders", m, nil)
+	p.publish("evt_unmarked", "payment.succeeded")
+	id := deliver.DeliveryID("evt_unmarked", "acme-orders")
+	st := p.settle(id)
+	p.clock.Set(st.Due)
+	if n := p.tick(); n != 1 {
+		t.Fatalf("Tick dispatched %d, want 1", n)
+	}
+	if st := p.settle(id); st.Name != schedule.StateDone || st.Attempt != 2 {
+		t.Fatalf("state %s attempt %d, want done at 2", st.Name, st.Attempt)
+	}
+	if !u.fired.Load() {
+		t.Fatal("the fault was not injected")
+	}
+	p.clock.Advance(schedule.DefaultLease + time.Second)
+	if n := p.tick(); n != 0 {
+		t.Errorf("Tick after the lease dispatched %d, want 0", n)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(m.got()); n != 2 {
+		t.Errorf("merchant got %d requests, want 2", n)
+	}
+}
+
+// TestStaleJobGone: a stale copy of a finished delivery's job (another hand-off of the
+// same attempt) reaches the worker, and the merchant now answers 410. The attempt's
+// record is refused by the fence, and no dead letter is written for a delivery that
+// was delivered.
+func TestStaleJobGone(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{})
+	m := newMerchant(t, func(n int, _ string) int {
+		if n == 1 {
+			return 200
+		}
+		return http.StatusGone
+	})
+	p.addEndpoint("acme-orders", m, nil)
+	p.publish("evt_stale", "payment.succeeded")
+	id := deliver.DeliveryID("evt_stale", "acme-orders")
+	st := p.settle(id)
+	if st.Name != schedule.StateDone {
+		t.Fatalf("state %s, want done", st.Name)
+	}
+	ev, err := p.events.GetLastMsgForSubject(p.ctx, p.nats.Topo.EventSubject("paymaya", "acme-maya", "payment.succeeded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := deliver.JobMsg(p.nats.Topo.DeliverySubject("acme-orders"), id, 1, st.First, st.First.Add(time.Second), ev.Data)
+	if _, err := p.nats.JS.PublishMsg(p.ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return len(m.got()) == 2 })
+	time.Sleep(200 * time.Millisecond) // the stale attempt's bookkeeping is done by now
+	if n := len(p.deadLetters()); n != 0 {
+		t.Errorf("%d dead letters for a delivered delivery, want 0", n)
+	}
+	if st := p.state(id); st.Name != schedule.StateDone {
+		t.Errorf("state %s, want still done", st.Name)
 	}
 }

@@ -22,7 +22,10 @@ type Recorder interface {
 	Succeed(ctx context.Context, id string, attempt int, record []byte) (bool, error)
 	Fail(ctx context.Context, id string, attempt int, now time.Time, record []byte) (schedule.FailResult, error)
 	Kill(ctx context.Context, id string, attempt int, record []byte) (bool, error)
-	Release(ctx context.Context, id string, attempt int, due time.Time) (bool, error)
+	Hold(ctx context.Context, id string, attempt int, group string, now time.Time) (bool, error)
+	Unhold(ctx context.Context, group string, now time.Time) (int, error)
+	HeldGroups(ctx context.Context) ([]string, error)
+	Queued(ctx context.Context, id string, attempt int) (bool, error)
 	Attempts(ctx context.Context, id string) ([][]byte, error)
 }
 
@@ -30,10 +33,6 @@ var (
 	_ Recorder            = (*schedule.Store)(nil)
 	_ schedule.Dispatcher = (*Dispatcher)(nil)
 )
-
-// DefaultHoldFor is how long a delivery to a disabled endpoint waits before the
-// schedule looks at the endpoint again.
-const DefaultHoldFor = 30 * time.Second
 
 // DispatcherConfig configures a Dispatcher.
 type DispatcherConfig struct {
@@ -43,11 +42,15 @@ type DispatcherConfig struct {
 	Store     Recorder
 	Clock     clock.Clock
 	Logger    *zap.Logger
-	HoldFor   time.Duration // default DefaultHoldFor
 }
 
-// Dispatcher is the schedule's hand-off: it turns a claimed delivery into a job on
-// HOOKRELAY_DELIVERIES for the endpoint's workers.
+// Dispatcher is the schedule's hand-off: it turns a claimed delivery (a retry, a
+// released hold, a revived one) into a job on HOOKRELAY_DELIVERIES for the endpoint's
+// workers, then marks it queued. A crash between the two leaves the lease to expire:
+// the delivery is claimed again and its job published again. The job's Nats-Msg-Id
+// carries the due time, which Reclaim resets, so JetStream does not drop the second
+// job: if the first still waits (a slow endpoint's backlog), the merchant gets the
+// attempt twice, with the same webhook-id.
 type Dispatcher struct {
 	cfg    DispatcherConfig
 	log    *zap.Logger
@@ -63,9 +66,6 @@ func NewDispatcher(ctx context.Context, cfg DispatcherConfig) (*Dispatcher, erro
 	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
-	}
-	if cfg.HoldFor <= 0 {
-		cfg.HoldFor = DefaultHoldFor
 	}
 	events, err := cfg.JS.Stream(ctx, cfg.Topology.EventsStream())
 	if err != nil {
@@ -88,7 +88,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, c schedule.Claimed) error {
 	}
 	ep, found := d.cfg.Endpoints.Get(endpointID)
 	if found && !ep.Enabled {
-		_, err := d.cfg.Store.Release(ctx, c.ID, c.Attempt, d.cfg.Clock.Now().Add(d.cfg.HoldFor))
+		_, err := d.cfg.Store.Hold(ctx, c.ID, c.Attempt, endpointID, d.cfg.Clock.Now())
 		return err
 	}
 	event, err := d.event(ctx, c.Payload)
@@ -100,13 +100,17 @@ func (d *Dispatcher) Dispatch(ctx context.Context, c schedule.Claimed) error {
 	case !found:
 		return d.kill(ctx, c, EndpointRef{ID: endpointID}, event, "endpoint deleted")
 	}
-	job, err := json.Marshal(Job{ID: c.ID, Endpoint: endpointID, Attempt: c.Attempt, First: c.First, Due: c.Due, Event: event})
-	if err != nil {
-		return err
-	}
-	msg := &nats.Msg{Subject: d.cfg.Topology.DeliverySubject(endpointID), Data: job}
-	if _, err := d.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(jobMsgID(c.ID, c.First, c.Attempt))); err != nil {
+	job := Job{ID: c.ID, Endpoint: endpointID, Attempt: c.Attempt, First: c.First, Due: c.Due, Event: event}
+	if _, err := d.cfg.JS.PublishMsg(ctx, job.msg(d.cfg.Topology.DeliverySubject(endpointID))); err != nil {
 		return fmt.Errorf("publish job %s: %w", c.ID, err)
+	}
+	// From here JetStream owns the attempt; the lease must not expire under a job that
+	// waits behind a slow endpoint. Stale (false) means a worker already recorded it.
+	// If the mark fails, the job is still stored: handing the delivery back would make a
+	// second job, so the lease is left to run out instead; by then the job has usually
+	// been recorded and Reclaim finds nothing.
+	if _, err := d.cfg.Store.Queued(ctx, c.ID, c.Attempt); err != nil {
+		d.log.Warn("job published but not marked queued; its lease will run out", zap.String("delivery_id", c.ID), zap.Int("attempt", c.Attempt), zap.Error(err))
 	}
 	return nil
 }
@@ -176,7 +180,7 @@ func (dl *deadLetters) send(ctx context.Context, id string, ep EndpointRef, even
 	if err != nil {
 		return err
 	}
-	msgID := "dead:" + jobMsgID(id, first, attempt)
+	msgID := "dead:" + attemptKey(id, first, attempt)
 	if _, err := dl.js.PublishMsg(ctx, &nats.Msg{Subject: dl.topo.DeadSubject(ep.ID), Data: letter}, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("publish dead letter %s: %w", id, err)
 	}

@@ -19,17 +19,10 @@ import (
 
 // Scheduler is what fan-out needs of the retry schedule: *schedule.Store.
 type Scheduler interface {
-	Schedule(ctx context.Context, d schedule.Delivery) (bool, error)
+	ScheduleMany(ctx context.Context, ds []schedule.Delivery) ([]schedule.Scheduled, []error)
 }
 
-// Notifier wakes the schedule loop when something is due sooner than it planned:
-// *schedule.Scheduler.
-type Notifier interface{ Notify() }
-
-var (
-	_ Scheduler = (*schedule.Store)(nil)
-	_ Notifier  = (*schedule.Scheduler)(nil)
-)
+var _ Scheduler = (*schedule.Store)(nil)
 
 // FanoutConfig configures a Fanout.
 type FanoutConfig struct {
@@ -37,16 +30,19 @@ type FanoutConfig struct {
 	Topology  natsx.Topology
 	Endpoints *EndpointSet
 	Schedule  Scheduler
-	Notify    Notifier // optional
 	Clock     clock.Clock
 	Logger    *zap.Logger
 	// Consumer is the durable consumer's name; default "hookrelay-fanout".
 	Consumer string
 }
 
-// Fanout turns each event on HOOKRELAY_EVENTS into one delivery per matching endpoint.
-// It acks an event only after every delivery is in the schedule; a redelivered event
-// finds them there and creates nothing twice.
+// Fanout turns each event on HOOKRELAY_EVENTS into one delivery per matching endpoint
+// and hands each first attempt straight to the endpoint's workers: the delivery goes
+// into the schedule as queued, then its job onto HOOKRELAY_DELIVERIES, with the event
+// in hand (no claim, no second read of the event). It acks an event only after every
+// job is stored. A redelivered event finds its deliveries known and creates nothing
+// twice; one still queued for attempt 1 gets its job published again, under the same
+// Nats-Msg-Id, which covers a crash between the two writes.
 type Fanout struct {
 	cfg  FanoutConfig
 	log  *zap.Logger
@@ -79,81 +75,160 @@ func NewFanout(ctx context.Context, cfg FanoutConfig) (*Fanout, error) {
 	return &Fanout{cfg: cfg, log: cfg.Logger.Named("fanout"), cons: cons}, nil
 }
 
-// fanoutParallel bounds events fanned out at once: each costs a Redis round trip per
-// endpoint, and events are independent, so they need not wait for each other.
-const fanoutParallel = 64
+// Fan-out works in batches: whatever events are waiting (up to fanoutBatch) get their
+// deliveries scheduled in one Redis pipeline, their jobs published together, and are
+// acked together, so a burst costs a few round trips per batch rather than per event.
+// fanoutLoops batches are in flight at once.
+const (
+	fanoutBatch = 256
+	fanoutLoops = 4
+)
 
 // Run consumes events until ctx ends, then lets the events in hand finish and returns
 // nil.
 func (f *Fanout) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, fanoutParallel)
-	cc, err := f.cons.Consume(func(m jetstream.Msg) {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			f.handle(ctx, m)
-		})
-	}, jetstream.PullMaxMessages(512))
+	msgs := make(chan jetstream.Msg, fanoutBatch)
+	cc, err := f.cons.Consume(func(m jetstream.Msg) { msgs <- m }, jetstream.PullMaxMessages(2*fanoutBatch))
 	if err != nil {
 		return fmt.Errorf("fanout consume: %w", err)
 	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range fanoutLoops {
+		wg.Go(func() { f.loop(ctx, msgs, stop) })
+	}
 	<-ctx.Done()
 	cc.Drain()
-	<-cc.Closed()
+	<-cc.Closed() // no callback is running or will run
+	close(stop)
 	wg.Wait()
 	return nil
 }
 
-func (f *Fanout) handle(ctx context.Context, m jetstream.Msg) {
-	meta, err := m.Metadata()
-	if err != nil {
-		f.log.Error("event without metadata", zap.Error(err))
-		_ = m.Term()
-		return
-	}
-	var ev parse.Event
-	if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.ID == "" {
-		// Not an event hookrelay wrote; nothing can be delivered from it.
-		f.log.Error("undecodable event; skipped", zap.Uint64("seq", meta.Sequence.Stream), zap.Error(err))
-		_ = m.Term()
-		return
-	}
-	n, err := f.schedule(context.WithoutCancel(ctx), &ev, meta.Sequence.Stream)
-	if err != nil {
-		f.log.Warn("fan-out failed; the event will be redelivered", zap.String("event_id", ev.ID), zap.Error(err))
-		_ = m.NakWithDelay(time.Second)
-		return
-	}
-	if n > 0 && f.cfg.Notify != nil {
-		f.cfg.Notify.Notify()
-	}
-	if err := m.Ack(); err != nil {
-		f.log.Warn("ack event", zap.String("event_id", ev.ID), zap.Error(err))
+// loop takes a batch of whatever events are waiting, handles it, and repeats until
+// stop; then it handles everything left in msgs.
+func (f *Fanout) loop(ctx context.Context, msgs <-chan jetstream.Msg, stop <-chan struct{}) {
+	batch := make([]jetstream.Msg, 0, fanoutBatch)
+	for {
+		select {
+		case m := <-msgs:
+			f.handle(ctx, waiting(append(batch[:0], m), msgs))
+		case <-stop:
+			for batch = waiting(batch[:0], msgs); len(batch) > 0; batch = waiting(batch[:0], msgs) {
+				f.handle(ctx, batch)
+			}
+			return
+		}
 	}
 }
 
-// schedule puts one delivery per matching endpoint in the schedule, due now, and
-// returns how many were new.
-func (f *Fanout) schedule(ctx context.Context, ev *parse.Event, seq uint64) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	now := f.cfg.Clock.Now()
-	created := 0
-	for _, endpoint := range f.cfg.Endpoints.Matching(ev) {
-		ok, err := f.cfg.Schedule.Schedule(ctx, schedule.Delivery{
-			ID:      DeliveryID(ev.ID, endpoint),
-			Payload: eventPayload(seq),
-			First:   now,
-			Due:     now,
-			Attempt: 1,
-		})
-		if err != nil {
-			return created, err
-		}
-		if ok {
-			created++
+// waiting adds the messages already waiting in msgs to batch, up to its capacity,
+// without blocking.
+func waiting(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
+	for len(batch) < cap(batch) {
+		select {
+		case m := <-msgs:
+			batch = append(batch, m)
+		default:
+			return batch
 		}
 	}
-	return created, nil
+	return batch
+}
+
+// eventHead is what routing needs of an event; decoding only these fields skips the
+// payment details and the provider's raw data (jobs carry the event's bytes as they are).
+type eventHead struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Source   string `json:"source"`
+	Merchant string `json:"merchant"`
+}
+
+// handle fans out a batch of events: every delivery is created queued for attempt 1,
+// then each job is published; an event is acked once all its jobs are stored, and
+// nak'd (to come again) if any of its deliveries could not be scheduled or published.
+func (f *Fanout) handle(ctx context.Context, msgs []jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	type item struct {
+		m   jetstream.Msg
+		id  string
+		err error
+	}
+	items := make([]item, 0, len(msgs))
+	var (
+		ds     []schedule.Delivery
+		owner  []int    // ds[i] belongs to items[owner[i]]
+		target []string // ds[i]'s endpoint
+	)
+	now := f.cfg.Clock.Now()
+	for _, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			f.log.Error("event without metadata", zap.Error(err))
+			_ = m.Term()
+			continue
+		}
+		var head eventHead
+		if err := json.Unmarshal(m.Data(), &head); err != nil || head.ID == "" {
+			// Not an event hookrelay wrote; nothing can be delivered from it.
+			f.log.Error("undecodable event; skipped", zap.Uint64("seq", meta.Sequence.Stream), zap.Error(err))
+			_ = m.Term()
+			continue
+		}
+		ev := parse.Event{ID: head.ID, Type: head.Type, Source: head.Source, Merchant: head.Merchant}
+		for _, endpoint := range f.cfg.Endpoints.Matching(&ev) {
+			ds = append(ds, schedule.Delivery{
+				ID: DeliveryID(ev.ID, endpoint), Payload: eventPayload(meta.Sequence.Stream),
+				First: now, Due: now, Attempt: 1, Queued: true,
+			})
+			owner, target = append(owner, len(items)), append(target, endpoint)
+		}
+		items = append(items, item{m: m, id: ev.ID})
+	}
+	var acks []jetstream.PubAckFuture
+	if len(ds) > 0 {
+		acks = make([]jetstream.PubAckFuture, len(ds))
+		res, errs := f.cfg.Schedule.ScheduleMany(ctx, ds)
+		for i, d := range ds {
+			it := &items[owner[i]]
+			switch {
+			case errs[i] != nil:
+				it.err = errs[i]
+				continue
+			case res[i].State != schedule.StateQueued || res[i].Attempt != 1:
+				continue // known and past its first hand-off
+			}
+			job := Job{ID: d.ID, Endpoint: target[i], Attempt: 1, First: res[i].First, Due: res[i].First, Event: it.m.Data()}
+			ack, err := f.cfg.JS.PublishMsgAsync(job.msg(f.cfg.Topology.DeliverySubject(target[i])))
+			if err != nil {
+				it.err = fmt.Errorf("publish job %s: %w", d.ID, err)
+				continue
+			}
+			acks[i] = ack
+		}
+	}
+	for i, ack := range acks {
+		if ack == nil {
+			continue
+		}
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			items[owner[i]].err = fmt.Errorf("publish job %s: %w", ds[i].ID, err)
+		case <-ctx.Done():
+			items[owner[i]].err = fmt.Errorf("publish job %s: %w", ds[i].ID, ctx.Err())
+		}
+	}
+	for _, it := range items {
+		if it.err != nil {
+			f.log.Warn("fan-out failed; the event will be redelivered", zap.String("event_id", it.id), zap.Error(it.err))
+			_ = it.m.NakWithDelay(time.Second)
+			continue
+		}
+		if err := it.m.Ack(); err != nil {
+			f.log.Warn("ack event", zap.String("event_id", it.id), zap.Error(err))
+		}
+	}
 }

@@ -12,21 +12,22 @@ import (
 )
 
 // TestDisabledEndpointHolds: a disabled endpoint's delivery waits (no attempt counted,
-// nothing sent, nothing dropped) and goes out after the endpoint is enabled again.
+// nothing sent, nothing dropped, no churn in the schedule) and goes out as soon as the
+// endpoint is enabled again.
 func TestDisabledEndpointHolds(t *testing.T) {
 	p := newPipeline(t, pipelineOpts{})
 	m := newMerchant(t, func(int, string) int { return 200 })
 	p.addEndpoint("acme-orders", m, func(e *deliver.Endpoint) { e.Enabled = false })
 	p.publish("evt_held", "payment.succeeded")
 	id := deliver.DeliveryID("evt_held", "acme-orders")
-	p.state(id)
-	for range 3 { // hours pass while it is disabled
-		p.tick()
-		st := p.settle(id)
-		if st.Name != schedule.StatePending || st.Attempt != 1 {
-			t.Fatalf("held delivery = %s attempt %d, want pending attempt 1", st.Name, st.Attempt)
+	if st := p.settle(id); st.Name != schedule.StateHeld || st.Attempt != 1 {
+		t.Fatalf("held delivery = %s attempt %d, want held attempt 1", st.Name, st.Attempt)
+	}
+	for range 3 { // days pass while it is disabled
+		p.clock.Advance(24 * time.Hour)
+		if n := p.tick(); n != 0 {
+			t.Fatalf("Tick dispatched %d while the endpoint is disabled", n)
 		}
-		p.clock.Set(st.Due)
 	}
 	if n := len(m.got()); n != 0 {
 		t.Fatalf("disabled endpoint got %d requests", n)
@@ -34,14 +35,42 @@ func TestDisabledEndpointHolds(t *testing.T) {
 	if _, err := p.endpoints.Update(p.ctx, "acme-orders", func(e *deliver.Endpoint) error { e.Enabled = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() bool { e, _ := p.set.Get("acme-orders"); return e.Enabled })
-	p.clock.Set(p.state(id).Due)
-	p.tick()
+	eventually(t, func() bool { return p.state(id).Name == schedule.StatePending })
+	if n := p.tick(); n != 1 {
+		t.Fatalf("Tick after enable dispatched %d, want 1", n)
+	}
 	if st := p.settle(id); st.Name != schedule.StateDone || st.Attempt != 1 {
 		t.Fatalf("after enable: %s attempt %d, want done at attempt 1", st.Name, st.Attempt)
 	}
 	if n := len(m.got()); n != 1 {
 		t.Errorf("merchant got %d requests, want 1", n)
+	}
+}
+
+// TestHeldThenDeleted: deliveries held for a disabled endpoint that is then deleted
+// become dead letters instead of waiting forever.
+func TestHeldThenDeleted(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{})
+	m := newMerchant(t, func(int, string) int { return 200 })
+	p.addEndpoint("acme-orders", m, func(e *deliver.Endpoint) { e.Enabled = false })
+	p.publish("evt_held_gone", "payment.succeeded")
+	id := deliver.DeliveryID("evt_held_gone", "acme-orders")
+	if st := p.settle(id); st.Name != schedule.StateHeld {
+		t.Fatalf("state %s, want held", st.Name)
+	}
+	if err := p.endpoints.Delete(p.ctx, "acme-orders"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return p.state(id).Name == schedule.StatePending })
+	p.tick()
+	if st := p.settle(id); st.Name != schedule.StateDead {
+		t.Fatalf("state %s, want dead", st.Name)
+	}
+	if letters := p.waitDeadLetters(1); letters[0].Reason != "endpoint deleted" {
+		t.Errorf("dead letter = %+v", letters[0])
+	}
+	if n := len(m.got()); n != 0 {
+		t.Errorf("merchant got %d requests", n)
 	}
 }
 
@@ -68,7 +97,7 @@ func TestDeletedEndpoint(t *testing.T) {
 	if st := p.settle(id); st.Name != schedule.StateDead {
 		t.Fatalf("state %s, want dead", st.Name)
 	}
-	letters := p.deadLetters()
+	letters := p.waitDeadLetters(1) // the letter follows the dead record
 	if len(letters) != 1 || letters[0].Reason != "endpoint deleted" || len(letters[0].Event) == 0 || len(letters[0].Attempts) != 2 {
 		t.Fatalf("dead letters = %+v", letters)
 	}
@@ -83,11 +112,15 @@ type flakySchedule struct {
 	failures atomic.Int32
 }
 
-func (f *flakySchedule) Schedule(ctx context.Context, d schedule.Delivery) (bool, error) {
+func (f *flakySchedule) ScheduleMany(ctx context.Context, ds []schedule.Delivery) ([]schedule.Scheduled, []error) {
 	if f.failures.Add(-1) >= 0 {
-		return false, errors.New("injected: redis unreachable")
+		errs := make([]error, len(ds))
+		for i := range errs {
+			errs[i] = errors.New("injected: redis unreachable")
+		}
+		return make([]schedule.Scheduled, len(ds)), errs
 	}
-	return f.Scheduler.Schedule(ctx, d)
+	return f.Scheduler.ScheduleMany(ctx, ds)
 }
 
 // TestFanoutRetriesWhenScheduleFails: an event whose deliveries cannot be scheduled is
@@ -119,5 +152,49 @@ func TestFanoutRetriesWhenScheduleFails(t *testing.T) {
 	}
 	if n := len(m.got()); n != 1 {
 		t.Errorf("merchant got %d requests, want 1", n)
+	}
+}
+
+// TestDeletedWithQueuedJobs: an endpoint is deleted while jobs wait on its consumer
+// (max_in_flight 1, a request in flight). None is stranded: the one in flight is
+// recorded, the waiting ones become dead letters.
+func TestDeletedWithQueuedJobs(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{})
+	m := newMerchant(t, func(int, string) int { return 200 })
+	m.hang = make(chan struct{})
+	p.addEndpoint("acme-orders", m, func(e *deliver.Endpoint) { e.MaxInFlight = 1 })
+	ids := []string{"evt_q1", "evt_q2", "evt_q3"}
+	for _, id := range ids {
+		p.publish(id, "payment.succeeded")
+	}
+	for _, id := range ids {
+		if st := p.state(deliver.DeliveryID(id, "acme-orders")); st.Name != schedule.StateQueued {
+			t.Fatalf("%s: state %s, want queued", id, st.Name)
+		}
+	}
+	if err := p.endpoints.Delete(p.ctx, "acme-orders"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { _, ok := p.set.Get("acme-orders"); return !ok })
+	close(m.hang)
+	done, dead := 0, 0
+	for _, id := range ids {
+		switch st := p.settle(deliver.DeliveryID(id, "acme-orders")); st.Name {
+		case schedule.StateDone:
+			done++
+		case schedule.StateDead:
+			dead++
+		default:
+			t.Errorf("%s: state %s, want done or dead", id, st.Name)
+		}
+	}
+	if done != len(m.got()) || done+dead != len(ids) || done > 1 {
+		t.Errorf("%d done, %d dead, merchant got %d; want the one in flight done and the rest dead", done, dead, len(m.got()))
+	}
+	letters := p.waitDeadLetters(dead)
+	for _, l := range letters {
+		if l.Reason != "endpoint deleted" {
+			t.Errorf("dead letter reason %q", l.Reason)
+		}
 	}
 }

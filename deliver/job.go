@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // DeliveryID is the id of one (event, endpoint) delivery: a redelivered event message
@@ -30,20 +32,62 @@ func parseEventPayload(p []byte) (uint64, error) {
 	return strconv.ParseUint(rest, 10, 64)
 }
 
-// Job is a HOOKRELAY_DELIVERIES message: one attempt due now.
+// Job is a HOOKRELAY_DELIVERIES message: one attempt due now. On the stream the body
+// is the event exactly as sent to the merchant and the rest rides in headers, so a
+// worker never decodes or re-encodes the event.
 type Job struct {
-	ID       string          `json:"id"` // delivery id
-	Endpoint string          `json:"endpoint"`
-	Attempt  int             `json:"attempt"`
-	First    time.Time       `json:"first"` // the schedule's first attempt time
-	Due      time.Time       `json:"due"`
-	Event    json.RawMessage `json:"event"` // the normalized event, the body sent
+	ID       string          // delivery id
+	Endpoint string          // the endpoint id (also the message subject's last token)
+	Attempt  int             // 1-based
+	First    time.Time       // the schedule's first attempt time
+	Due      time.Time       // when this attempt was due
+	Event    json.RawMessage // the normalized event, the body sent
 }
 
-// jobMsgID is the Nats-Msg-Id of a job: unique per attempt of one schedule, and fresh
-// for a replay (a new First), which JetStream would otherwise drop as a duplicate.
-func jobMsgID(id string, first time.Time, attempt int) string {
-	return "job:" + id + ":" + strconv.FormatInt(first.UnixMilli(), 10) + ":" + strconv.Itoa(attempt)
+// The headers of a job message.
+const (
+	hdrDelivery = "Hookrelay-Delivery"
+	hdrAttempt  = "Hookrelay-Attempt"
+	hdrFirst    = "Hookrelay-First" // unix ms
+	hdrDue      = "Hookrelay-Due"   // unix ms
+)
+
+// msg is j as a message on subject, with its Nats-Msg-Id.
+func (j *Job) msg(subject string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = j.Event
+	m.Header[hdrDelivery] = []string{j.ID}
+	m.Header[hdrAttempt] = []string{strconv.Itoa(j.Attempt)}
+	m.Header[hdrFirst] = []string{strconv.FormatInt(j.First.UnixMilli(), 10)}
+	m.Header[hdrDue] = []string{strconv.FormatInt(j.Due.UnixMilli(), 10)}
+	// Unique per hand-off: a held attempt handed off again gets a new due time, so
+	// JetStream's duplicate window does not swallow its job.
+	m.Header[nats.MsgIdHdr] = []string{"job:" + attemptKey(j.ID, j.First, j.Attempt) + ":" + strconv.FormatInt(j.Due.UnixMilli(), 10)}
+	return m
+}
+
+// jobFrom reads a job message.
+func jobFrom(h nats.Header, data []byte) (Job, error) {
+	j := Job{ID: h.Get(hdrDelivery), Event: data}
+	_, endpoint, ok := splitDeliveryID(j.ID)
+	if !ok || endpoint == "" {
+		return Job{}, fmt.Errorf("deliver: job without a delivery id (%q)", j.ID)
+	}
+	j.Endpoint = endpoint
+	a, err1 := strconv.Atoi(h.Get(hdrAttempt))
+	first, err2 := strconv.ParseInt(h.Get(hdrFirst), 10, 64)
+	due, err3 := strconv.ParseInt(h.Get(hdrDue), 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil || a < 1 {
+		return Job{}, fmt.Errorf("deliver: job %s: bad headers: %v", j.ID, err)
+	}
+	j.Attempt, j.First, j.Due = a, time.UnixMilli(first).UTC(), time.UnixMilli(due).UTC()
+	return j, nil
+}
+
+// attemptKey names one attempt of one schedule in Nats-Msg-Ids: fresh for a replay (a
+// new First), which JetStream would otherwise drop as a duplicate.
+func attemptKey(id string, first time.Time, attempt int) string {
+	return id + ":" + strconv.FormatInt(first.UnixMilli(), 10) + ":" + strconv.Itoa(attempt)
 }
 
 // AttemptRecord is one entry of a delivery's attempt log (SPEC §6): number, start,

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,7 +99,7 @@ func BenchmarkDeliveries(b *testing.B) {
 	}
 
 	b.ResetTimer()
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Schedule: store, Notify: sched})
+	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Schedule: store})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,6 +107,28 @@ func BenchmarkDeliveries(b *testing.B) {
 	wg.Go(func() { _ = fan.Run(ctx) })
 	wg.Go(func() { _ = sched.Run(ctx) })
 	wg.Go(func() { _ = worker.Run(ctx) })
+	if os.Getenv("BENCH_TRACE") != "" {
+		go func() {
+			for range time.Tick(200 * time.Millisecond) {
+				ci, err := n.JS.Consumer(ctx, n.Topo.EventsStream(), "hookrelay-fanout")
+				if err != nil {
+					return
+				}
+				info, _ := ci.Info(ctx)
+				wi, _ := n.JS.Consumer(ctx, n.Topo.DeliveriesStream(), "hookrelay-deliver-acme-orders")
+				var wpend uint64
+				var wackp int
+				if wi != nil {
+					if winfo, _ := wi.Info(ctx); winfo != nil {
+						wpend, wackp = winfo.NumPending, winfo.NumAckPending
+					}
+				}
+				if info != nil {
+					b.Logf("fanout pending %d ackpending %d; jobs pending %d ackpending %d; delivered %d", info.NumPending, info.NumAckPending, wpend, wackp, got.Load())
+				}
+			}
+		}()
+	}
 	select {
 	case <-all:
 	case <-time.After(5 * time.Minute):

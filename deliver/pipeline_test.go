@@ -104,11 +104,13 @@ type pipeline struct {
 }
 
 type pipelineOpts struct {
-	policy   schedule.Policy
-	recorder func(deliver.Recorder) deliver.Recorder
-	schedule func(deliver.Scheduler) deliver.Scheduler // wraps fan-out's schedule
-	timeout  time.Duration
-	ackWait  time.Duration
+	policy      schedule.Policy
+	recorder    func(deliver.Recorder) deliver.Recorder
+	schedule    func(deliver.Scheduler) deliver.Scheduler     // wraps fan-out's schedule
+	fanoutJS    func(jetstream.JetStream) jetstream.JetStream // wraps fan-out's JetStream
+	timeout     time.Duration
+	ackWait     time.Duration
+	bookkeeping time.Duration // the worker's Bookkeeping timeout
 }
 
 func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
@@ -146,7 +148,11 @@ func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
 	if opts.schedule != nil {
 		fanSched = opts.schedule(p.store)
 	}
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: p.nats.JS, Topology: p.nats.Topo, Endpoints: p.set, Schedule: fanSched, Clock: p.clock})
+	var fanJS = p.nats.JS
+	if opts.fanoutJS != nil {
+		fanJS = opts.fanoutJS(p.nats.JS)
+	}
+	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: fanJS, Topology: p.nats.Topo, Endpoints: p.set, Schedule: fanSched, Clock: p.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +170,7 @@ func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
 	}
 	worker, err := deliver.NewWorker(deliver.WorkerConfig{
 		JS: p.nats.JS, Topology: p.nats.Topo, Endpoints: p.set, Store: rec, Sender: sender,
-		Clock: p.clock, RetryDelay: 50 * time.Millisecond, AckWait: opts.ackWait,
+		Clock: p.clock, RetryDelay: 50 * time.Millisecond, AckWait: opts.ackWait, Bookkeeping: opts.bookkeeping,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -234,15 +240,24 @@ func (p *pipeline) tick() int {
 	return n
 }
 
-// settle waits until the delivery is no longer leased (its attempt is recorded).
+// settle waits until the delivery is neither leased nor queued (its attempt is
+// recorded).
 func (p *pipeline) settle(id string) schedule.State {
 	p.t.Helper()
 	var st schedule.State
 	eventually(p.t, func() bool {
 		st = p.state(id)
-		return st.Name != schedule.StateLeased
+		return st.Name != schedule.StateLeased && st.Name != schedule.StateQueued
 	})
 	return st
+}
+
+// waitDeadLetters waits until at least n dead letters are stored, then returns all.
+func (p *pipeline) waitDeadLetters(n int) []deliver.DeadLetter {
+	p.t.Helper()
+	var letters []deliver.DeadLetter
+	eventually(p.t, func() bool { letters = p.deadLetters(); return len(letters) >= n })
+	return letters
 }
 
 // deadLetters reads every dead letter.
@@ -280,7 +295,7 @@ func TestAlwaysFailing(t *testing.T) {
 	p.publish("evt_fail", "payment.succeeded")
 	id := deliver.DeliveryID("evt_fail", "acme-orders")
 
-	st := p.state(id)
+	st := p.settle(id) // fan-out hands attempt 1 to the worker itself
 	for st.Name == schedule.StatePending {
 		p.clock.Set(st.Due)
 		if n := p.tick(); n != 1 {
@@ -311,7 +326,7 @@ func TestAlwaysFailing(t *testing.T) {
 	if n := len(m.got()); n != 14 {
 		t.Errorf("merchant got %d attempts after death, want 14", n)
 	}
-	letters := p.deadLetters()
+	letters := p.waitDeadLetters(1) // the letter follows the dead record
 	if len(letters) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(letters))
 	}
@@ -338,7 +353,7 @@ func TestRecoversAtAttempt5(t *testing.T) {
 	p.addEndpoint("acme-orders", m, nil)
 	p.publish("evt_recover", "payment.failed")
 	id := deliver.DeliveryID("evt_recover", "acme-orders")
-	st := p.state(id)
+	st := p.settle(id)
 	for st.Name == schedule.StatePending {
 		p.clock.Set(st.Due)
 		p.tick()
@@ -371,7 +386,7 @@ func TestGone(t *testing.T) {
 	if st := p.settle(id); st.Name != schedule.StateDead {
 		t.Fatalf("state %s, want dead", st.Name)
 	}
-	letters := p.deadLetters()
+	letters := p.waitDeadLetters(1) // the letter follows the dead record
 	if len(letters) != 1 || len(letters[0].Attempts) != 1 || letters[0].Attempts[0].Status != 410 {
 		t.Fatalf("dead letters = %+v", letters)
 	}
@@ -383,8 +398,11 @@ func TestGone(t *testing.T) {
 
 // TestHangingEndpoint: an endpoint that never answers fails by timeout and does not
 // hold up another merchant endpoint's deliveries.
+//
+// The bookkeeping timeout is shorter than the POST's, as in production where both are
+// 10 s: the timed-out attempt must still be recorded (with a deadline of its own).
 func TestHangingEndpoint(t *testing.T) {
-	p := newPipeline(t, pipelineOpts{timeout: 300 * time.Millisecond})
+	p := newPipeline(t, pipelineOpts{timeout: 300 * time.Millisecond, bookkeeping: 200 * time.Millisecond})
 	slow := newMerchant(t, func(int, string) int { return 200 })
 	slow.hang = make(chan struct{})
 	t.Cleanup(func() { close(slow.hang) })
@@ -414,6 +432,16 @@ func TestHangingEndpoint(t *testing.T) {
 	var rec deliver.AttemptRecord
 	if len(log) == 0 || json.Unmarshal(log[0], &rec) != nil || rec.Status != 0 || rec.Error == "" {
 		t.Errorf("timed-out attempt record = %s", log)
+	}
+	time.Sleep(500 * time.Millisecond) // a job nak'd for want of a record would be sent again by now
+	sent := 0
+	for _, r := range slow.got() {
+		if r.webhookID == "evt_ha" {
+			sent++
+		}
+	}
+	if sent != 1 {
+		t.Errorf("hanging endpoint got evt_ha %d times, want once (attempt 1 only)", sent)
 	}
 }
 

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -16,9 +18,11 @@ import (
 	"github.com/hookrelay/hookrelay/schedule"
 )
 
-// bookkeepingTimeout bounds recording an attempt; it runs without the caller's
-// cancellation so a shutdown never strands a half-recorded attempt.
-const bookkeepingTimeout = 10 * time.Second
+// Notifier wakes the schedule loop when something is due sooner than it planned:
+// *schedule.Scheduler.
+type Notifier interface{ Notify() }
+
+var _ Notifier = (*schedule.Scheduler)(nil)
 
 // WorkerConfig configures a Worker.
 type WorkerConfig struct {
@@ -30,12 +34,16 @@ type WorkerConfig struct {
 	Notify    Notifier // optional: wakes the schedule after a reschedule
 	Clock     clock.Clock
 	Logger    *zap.Logger
-	HoldFor   time.Duration // default DefaultHoldFor
 	// AckWait is how long JetStream waits for a job's ack before redelivering it;
 	// it must exceed the attempt timeout plus bookkeeping. Default 2 minutes.
 	AckWait time.Duration
 	// RetryDelay is how soon a job whose bookkeeping failed comes again. Default 5 s.
 	RetryDelay time.Duration
+	// Bookkeeping bounds the state read before an attempt and, separately, the record
+	// after it (which must not share a deadline with a POST that may take the whole
+	// sender timeout). It runs without the caller's cancellation, so a shutdown never
+	// strands a half-recorded attempt. Default 10 s.
+	Bookkeeping time.Duration
 }
 
 // Worker makes the attempts. Each endpoint has its own durable consumer on
@@ -47,15 +55,26 @@ type Worker struct {
 	log  *zap.Logger
 	dead *deadLetters
 
-	mu    sync.Mutex
-	loops map[string]*endpointLoop
+	mu      sync.Mutex
+	loops   map[string]*endpointLoop
+	enabled map[string]bool // each endpoint's enabled flag at the last reconcile
+	ticks   int
+
+	signers sync.Map // endpoint id → *signerEntry
 }
 
 type endpointLoop struct {
 	maxInFlight int
+	cons        jetstream.Consumer
 	stop        context.CancelFunc
 	done        chan struct{}
+	// orphan: the endpoint is gone; the loop drains its jobs (each becomes a dead
+	// letter, "endpoint deleted") and stops once the consumer has none left.
+	orphan bool
 }
+
+// consumerPrefix starts the name of every endpoint's durable consumer.
+const consumerPrefix = "hookrelay-deliver-"
 
 // NewWorker returns a Worker.
 func NewWorker(cfg WorkerConfig) (*Worker, error) {
@@ -66,20 +85,21 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if cfg.HoldFor <= 0 {
-		cfg.HoldFor = DefaultHoldFor
-	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 2 * time.Minute
 	}
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = 5 * time.Second
 	}
+	if cfg.Bookkeeping <= 0 {
+		cfg.Bookkeeping = 10 * time.Second
+	}
 	return &Worker{
-		cfg:   cfg,
-		log:   cfg.Logger.Named("deliver"),
-		dead:  &deadLetters{js: cfg.JS, topo: cfg.Topology, store: cfg.Store, clock: cfg.Clock},
-		loops: map[string]*endpointLoop{},
+		cfg:     cfg,
+		log:     cfg.Logger.Named("deliver"),
+		dead:    &deadLetters{js: cfg.JS, topo: cfg.Topology, store: cfg.Store, clock: cfg.Clock},
+		loops:   map[string]*endpointLoop{},
+		enabled: map[string]bool{},
 	}, nil
 }
 
@@ -101,32 +121,147 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// reconcile starts loops for new endpoints, restarts those whose limit changed and
-// stops those deleted.
+// reconcile starts loops for new endpoints and restarts those whose limit changed;
+// a deleted endpoint's loop goes on until its jobs are drained (they become dead
+// letters, not strands). Every sweep round it also finds consumers of endpoints
+// deleted while no replica ran that still hold jobs. And it releases held deliveries
+// (see release).
 func (w *Worker) reconcile(ctx context.Context) {
 	want := map[string]int{}
+	enabled := map[string]bool{}
 	for _, ep := range w.cfg.Endpoints.All() {
 		want[ep.ID] = max(ep.MaxInFlight, 1)
+		enabled[ep.ID] = ep.Enabled
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	sweep := w.ticks%sweepRounds == 0
+	w.ticks++
+	w.release(ctx, enabled, sweep)
 	for id, l := range w.loops {
-		if n, ok := want[id]; !ok || n != l.maxInFlight {
-			l.stop()
-			<-l.done
-			delete(w.loops, id)
+		n, ok := want[id]
+		switch {
+		case !ok && !l.orphan:
+			l.orphan = true
+		case !ok:
+			if w.drained(ctx, l) {
+				w.stop(id, l)
+			}
+		case l.orphan || n != l.maxInFlight:
+			w.stop(id, l)
 		}
 	}
 	for id, n := range want {
-		if _, ok := w.loops[id]; ok {
-			continue
+		w.ensure(ctx, id, n, false)
+	}
+	if sweep {
+		for _, id := range w.orphanConsumers(ctx, want) {
+			w.ensure(ctx, id, DefaultMaxInFlight, true)
 		}
-		l, err := w.start(ctx, id, n)
+	}
+}
+
+// ensure starts endpoint id's loop unless it runs.
+func (w *Worker) ensure(ctx context.Context, id string, maxInFlight int, orphan bool) {
+	if _, ok := w.loops[id]; ok {
+		return
+	}
+	l, err := w.start(ctx, id, maxInFlight)
+	if err != nil {
+		w.log.Warn("start endpoint consumer; will retry", zap.String("endpoint", id), zap.Error(err))
+		return
+	}
+	l.orphan = orphan
+	w.loops[id] = l
+}
+
+// stop ends endpoint id's loop once its attempts in flight are recorded, and forgets
+// its signer.
+func (w *Worker) stop(id string, l *endpointLoop) {
+	l.stop()
+	<-l.done
+	delete(w.loops, id)
+	w.signers.Delete(id)
+}
+
+// drained reports whether a loop's consumer has no job left, waiting or in flight.
+func (w *Worker) drained(ctx context.Context, l *endpointLoop) bool {
+	info, err := l.cons.Info(ctx)
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// orphanConsumers lists endpoints that are not in want but whose consumer still holds
+// jobs (deleted while no replica was running).
+func (w *Worker) orphanConsumers(ctx context.Context, want map[string]int) []string {
+	stream, err := w.cfg.JS.Stream(ctx, w.cfg.Topology.DeliveriesStream())
+	if err != nil {
+		w.log.Warn("list endpoint consumers", zap.Error(err))
+		return nil
+	}
+	var ids []string
+	lister := stream.ListConsumers(ctx)
+	for info := range lister.Info() {
+		id, ok := strings.CutPrefix(info.Name, consumerPrefix)
+		if _, live := want[id]; ok && !live && info.NumPending+uint64(info.NumAckPending) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		w.log.Warn("list endpoint consumers", zap.Error(err))
+	}
+	return ids
+}
+
+// sweepRounds is how many reconcile rounds (one per endpoint change, and one every
+// 5 s) pass between sweeps: releasing every enabled endpoint's held deliveries and
+// looking for consumers and held deliveries of endpoints that are gone.
+const sweepRounds = 6
+
+// release hands a disabled endpoint's held deliveries back to the schedule, due now,
+// as soon as this replica sees it enabled or deleted (a deleted endpoint's deliveries
+// then become dead letters). A sweep (the first round of a process is one) also
+// releases every enabled endpoint's, which catches a delivery held by a replica whose
+// view of the endpoint was a moment behind, and every group whose endpoint no longer
+// exists, which catches endpoints enabled or deleted while no replica was running.
+func (w *Worker) release(ctx context.Context, enabled map[string]bool, sweep bool) {
+	groups := map[string]bool{}
+	for id, on := range enabled {
+		if on && (sweep || !w.enabled[id]) {
+			groups[id] = true
+		}
+	}
+	for id := range w.enabled {
+		if _, ok := enabled[id]; !ok {
+			groups[id] = true
+		}
+	}
+	if sweep {
+		held, err := w.cfg.Store.HeldGroups(ctx)
 		if err != nil {
-			w.log.Warn("start endpoint consumer; will retry", zap.String("endpoint", id), zap.Error(err))
+			w.log.Warn("list held groups", zap.Error(err))
+		}
+		for _, g := range held {
+			if _, ok := enabled[g]; !ok {
+				groups[g] = true
+			}
+		}
+	}
+	w.enabled = enabled
+	released := 0
+	for g := range groups {
+		n, err := w.cfg.Store.Unhold(ctx, g, w.cfg.Clock.Now())
+		if err != nil {
+			w.log.Warn("release held deliveries; will retry", zap.String("endpoint", g), zap.Error(err))
+			w.enabled[g] = false // try again next round
 			continue
 		}
-		w.loops[id] = l
+		if n > 0 {
+			w.log.Info("delivery.released", zap.String("endpoint", g), zap.Int("count", n))
+		}
+		released += n
+	}
+	if released > 0 && w.cfg.Notify != nil {
+		w.cfg.Notify.Notify()
 	}
 }
 
@@ -134,15 +269,13 @@ func (w *Worker) stopAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for id, l := range w.loops {
-		l.stop()
-		<-l.done
-		delete(w.loops, id)
+		w.stop(id, l)
 	}
 }
 
 func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) (*endpointLoop, error) {
 	cons, err := w.cfg.JS.CreateOrUpdateConsumer(ctx, w.cfg.Topology.DeliveriesStream(), jetstream.ConsumerConfig{
-		Durable:       "hookrelay-deliver-" + endpointID,
+		Durable:       consumerPrefix + endpointID,
 		Description:   "hookrelay: attempts to endpoint " + endpointID,
 		FilterSubject: w.cfg.Topology.DeliverySubject(endpointID),
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -157,7 +290,7 @@ func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) 
 		return nil, err
 	}
 	lctx, cancel := context.WithCancel(ctx)
-	l := &endpointLoop{maxInFlight: maxInFlight, stop: cancel, done: make(chan struct{})}
+	l := &endpointLoop{maxInFlight: maxInFlight, cons: cons, stop: cancel, done: make(chan struct{})}
 	go func() {
 		<-lctx.Done()
 		it.Stop() // unblocks Next
@@ -185,58 +318,70 @@ func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) 
 // handle makes one attempt for one job, records it, then acks. Every decision about
 // the job's message is made here.
 func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
-	var job Job
-	if err := json.Unmarshal(m.Data(), &job); err != nil || job.ID == "" {
+	job, err := jobFrom(m.Headers(), m.Data())
+	if err != nil {
 		w.log.Error("undecodable job; dropped", zap.Error(err))
 		_ = m.Term()
 		return
 	}
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	if err := w.attempt(ctx, bctx, &job); err != nil {
+	// A job seen before may have had its attempt recorded by a worker that died before
+	// its ack: only those pay for the fence read.
+	redelivered := true
+	if meta, err := m.Metadata(); err == nil && meta.NumDelivered <= 1 {
+		redelivered = false
+	}
+	if err := w.attempt(ctx, &job, redelivered); err != nil {
 		w.log.Warn("job not finished; JetStream will redeliver it", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt), zap.Error(err))
 		_ = m.NakWithDelay(w.cfg.RetryDelay)
 		return
 	}
 	if err := m.Ack(); err != nil {
-		w.log.Warn("ack job", zap.String("delivery_id", job.ID), zap.Error(err))
+		w.log.Warn("ack job", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt), zap.Error(err))
 	}
 }
 
-// attempt runs the fence, the POST and the record. A nil error means the job is
-// finished (acked); an error means it must come again.
-func (w *Worker) attempt(ctx, bctx context.Context, job *Job) error {
-	st, err := w.cfg.Store.Get(bctx, job.ID)
-	if errors.Is(err, schedule.ErrNotFound) {
-		return nil // long finished: its done marker has expired
-	}
-	if err != nil {
-		return fmt.Errorf("read state: %w", err)
-	}
+// attempt runs the fence (for a redelivered job), the POST and the record. A nil
+// error means the job is finished (acked); an error means it must come again.
+//
+// A job seen for the first time is not fenced: the schedule made it for exactly this
+// attempt, and the record itself is fenced, so the only cost of a stale job (a
+// scheduler crash between publishing a job and marking it queued, with the first job
+// still waiting when the lease runs out; or fan-out re-publishing attempt 1 after
+// JetStream's duplicate window) is a repeated POST with the same webhook-id.
+func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error {
+	bctx, cancel := w.bookkeeping(ctx)
+	defer func() { cancel() }()
 	ep, found := w.cfg.Endpoints.Get(job.Endpoint)
 	ref := EndpointRef{ID: job.Endpoint}
 	if found {
 		ref = EndpointRef{ID: ep.ID, Merchant: ep.Merchant, URL: ep.URL}
 	}
-	// The fence: only the attempt the schedule has leased out is made. Anything else
-	// is a duplicate job, or a job whose outcome was recorded before a crash kept
-	// its ack from JetStream.
-	if st.Name != schedule.StateLeased || st.Attempt != job.Attempt {
-		if st.Name == schedule.StateDead && st.Attempt == job.Attempt {
-			// Recorded dead, but the letter may not have been written.
-			return w.dead.send(bctx, job.ID, ref, job.Event, "repeated after a restart", job.First, job.Attempt, nil)
+	if redelivered {
+		st, err := w.cfg.Store.Get(bctx, job.ID)
+		if errors.Is(err, schedule.ErrNotFound) {
+			return nil // long finished: its marker has expired
 		}
-		return nil
+		if err != nil {
+			return fmt.Errorf("read state: %w", err)
+		}
+		if (st.Name != schedule.StateQueued && st.Name != schedule.StateLeased) || st.Attempt != job.Attempt {
+			if st.Name == schedule.StateDead && st.Attempt == job.Attempt {
+				// Recorded dead, but the letter may not have been written.
+				return w.dead.send(bctx, job.ID, ref, job.Event, "repeated after a restart", job.First, job.Attempt, nil)
+			}
+			return nil // recorded before a crash kept the ack from JetStream
+		}
 	}
 	switch {
 	case !found:
 		rec := AttemptRecord{Attempt: job.Attempt, Start: w.cfg.Clock.Now().UTC(), Error: "endpoint deleted", Outcome: Dead.String()}
 		return w.finishDead(bctx, job, ref, rec, "endpoint deleted")
 	case !ep.Enabled:
-		_, err := w.cfg.Store.Release(bctx, job.ID, job.Attempt, w.cfg.Clock.Now().Add(w.cfg.HoldFor))
+		// Held until the endpoint is enabled (or deleted): see release.
+		_, err := w.cfg.Store.Hold(bctx, job.ID, job.Attempt, ep.ID, w.cfg.Clock.Now())
 		return err
 	}
-	signer, err := signerFor(&ep)
+	signer, err := w.signer(&ep)
 	if err != nil {
 		return fmt.Errorf("endpoint %s secret: %w", ep.ID, err)
 	}
@@ -246,6 +391,8 @@ func (w *Worker) attempt(ctx, bctx context.Context, job *Job) error {
 		URL: ep.URL, Headers: ep.Headers, MsgID: eventID, Body: job.Event,
 		Signer: signer, Now: w.cfg.Clock.Now(),
 	})
+	cancel()
+	bctx, cancel = w.bookkeeping(ctx) // the POST may have used up the first deadline
 	outcome := Classify(a)
 	rec := newRecord(job.Attempt, a, outcome)
 	w.log.Info("delivery.attempted",
@@ -258,12 +405,18 @@ func (w *Worker) attempt(ctx, bctx context.Context, job *Job) error {
 	}
 	switch outcome {
 	case Delivered:
-		_, err = w.cfg.Store.Succeed(bctx, job.ID, job.Attempt, raw)
-		return err
+		return retry(bctx, func() error {
+			_, err := w.cfg.Store.Succeed(bctx, job.ID, job.Attempt, raw)
+			return err
+		})
 	case Dead:
 		return w.finishDead(bctx, job, ref, rec, "endpoint answered 410 Gone")
 	}
-	res, err := w.cfg.Store.Fail(bctx, job.ID, job.Attempt, w.cfg.Clock.Now(), raw)
+	var res schedule.FailResult
+	err = retry(bctx, func() error {
+		res, err = w.cfg.Store.Fail(bctx, job.ID, job.Attempt, w.cfg.Clock.Now(), raw)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -279,17 +432,67 @@ func (w *Worker) attempt(ctx, bctx context.Context, job *Job) error {
 	return nil
 }
 
+// bookkeeping is a context for Redis and JetStream calls around an attempt: not cut
+// short by a shutdown, bounded by the Bookkeeping timeout.
+func (w *Worker) bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Bookkeeping)
+}
+
+// retry runs a bookkeeping call until it succeeds or ctx (the Bookkeeping timeout) ends,
+// so a Redis blip after a POST does not cost the merchant a repeated request.
+func retry(ctx context.Context, op func() error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 50*time.Millisecond, time.Second, 0
+	return backoff.Retry(op, backoff.WithContext(b, ctx))
+}
+
 // finishDead records the final attempt as dead, then writes the letter. A crash in
 // between redelivers the job, whose fence sees "dead at this attempt" and writes it.
+// A stale job (the Kill finds the delivery elsewhere) writes nothing.
 func (w *Worker) finishDead(bctx context.Context, job *Job, ref EndpointRef, rec AttemptRecord, reason string) error {
 	raw, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := w.cfg.Store.Kill(bctx, job.ID, job.Attempt, raw); err != nil {
+	var killed bool
+	if err := retry(bctx, func() error {
+		killed, err = w.cfg.Store.Kill(bctx, job.ID, job.Attempt, raw)
+		return err
+	}); err != nil {
 		return err
 	}
+	if !killed {
+		return nil // a stale job: the delivery is recorded elsewhere (and lettered, if dead)
+	}
 	return w.dead.send(bctx, job.ID, ref, job.Event, reason, job.First, job.Attempt, nil)
+}
+
+// signerEntry is a cached signer and the secrets it was built from.
+type signerEntry struct {
+	secret, previous string
+	until            time.Time
+	signer           *Signer
+}
+
+// signer returns the endpoint's signer, built once per secret (the base64 decoding is
+// not repeated on every attempt).
+func (w *Worker) signer(ep *Endpoint) (*Signer, error) {
+	var until time.Time
+	if ep.PreviousSecretUntil != nil {
+		until = *ep.PreviousSecretUntil
+	}
+	if v, ok := w.signers.Load(ep.ID); ok {
+		e := v.(*signerEntry)
+		if e.secret == ep.Secret && e.previous == ep.PreviousSecret && e.until.Equal(until) {
+			return e.signer, nil
+		}
+	}
+	s, err := signerFor(ep)
+	if err != nil {
+		return nil, err
+	}
+	w.signers.Store(ep.ID, &signerEntry{secret: ep.Secret, previous: ep.PreviousSecret, until: until, signer: s})
+	return s, nil
 }
 
 // signerFor builds the endpoint's signer, with the previous secret during rotation.

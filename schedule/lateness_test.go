@@ -122,8 +122,7 @@ func fillDue(tb testing.TB, st *Store, n int, due func(i int) time.Time) {
 				for j := i; j < min(i+chunk, n); j++ {
 					id := latenessID(j)
 					d := ms(due(j))
-					scheduleScript.EvalSha(ctx, p, []string{st.keys.SchedDelivery(id), st.keys.SchedDue()},
-						id, "e:"+strconv.Itoa(j), d, d, 1)
+					scheduleCmd(ctx, p, st, id, "e:"+strconv.Itoa(j), d)
 				}
 				if _, err := p.Exec(ctx); err != nil {
 					errs <- err
@@ -182,7 +181,7 @@ func (r *latenessRecorder) Dispatch(ctx context.Context, c Claimed) error {
 }
 
 func latenessRun(b *testing.B, n, burst, replicas int, succeed bool) {
-	st, r := realStore(b)
+	st, _ := realStore(b)
 	ctx := context.Background()
 	lead := envDuration("HOOKRELAY_BENCH_LEAD", 20*time.Second)
 	window := envDuration("HOOKRELAY_BENCH_WINDOW", 60*time.Second)
@@ -200,8 +199,7 @@ func latenessRun(b *testing.B, n, burst, replicas int, succeed bool) {
 	if time.Now().After(start.Add(-time.Second)) {
 		b.Fatalf("fill of %d took %v, past the lead of %v: raise HOOKRELAY_BENCH_LEAD", n, fillTook, lead)
 	}
-	card, _ := r.Client.ZCard(ctx, st.keys.SchedDue()).Result()
-	if card != int64(n) {
+	if card := pendingCount(b, st); card != int64(n) {
 		b.Fatalf("due set holds %d, want %d", card, n)
 	}
 

@@ -35,9 +35,9 @@ func delivery(id string, due time.Time) Delivery {
 
 func mustSchedule(t testing.TB, st *Store, d Delivery) {
 	t.Helper()
-	ok, err := st.Schedule(context.Background(), d)
-	if err != nil || !ok {
-		t.Fatalf("Schedule(%s) = %v, %v, want true, nil", d.ID, ok, err)
+	r, err := st.Schedule(context.Background(), d)
+	if err != nil || !r.Created {
+		t.Fatalf("Schedule(%s) = %+v, %v, want created", d.ID, r, err)
 	}
 }
 
@@ -103,7 +103,10 @@ func TestScheduleAndGet(t *testing.T) {
 	if got := mustAttempts(t, st, d.ID); len(got) != 0 {
 		t.Errorf("Attempts(%s) = %q, want none", d.ID, got)
 	}
+	before1970 := time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC)
 	for _, bad := range []Delivery{
+		{ID: "a", First: before1970, Due: t0, Attempt: 1},
+		{ID: "a", First: t0, Due: before1970, Attempt: 1},
 		{Payload: payload, First: t0, Due: t0, Attempt: 1},
 		{ID: "a", First: t0, Due: t0},
 		{ID: "a", Due: t0, Attempt: 1},
@@ -123,6 +126,12 @@ func TestScheduleIdempotent(t *testing.T) {
 	}{
 		{"pending", func(t *testing.T, st *Store, id string) {}, StatePending},
 		{"leased", func(t *testing.T, st *Store, id string) { claimOne(t, st, t0, id) }, StateLeased},
+		{"queued", func(t *testing.T, st *Store, id string) {
+			claimOne(t, st, t0, id)
+			if ok, err := st.Queued(context.Background(), id, 1); !ok || err != nil {
+				t.Fatalf("Queued = %v, %v", ok, err)
+			}
+		}, StateQueued},
 		{"done", func(t *testing.T, st *Store, id string) {
 			claimOne(t, st, t0, id)
 			if ok, err := st.Succeed(context.Background(), id, 1, []byte("ok")); !ok || err != nil {
@@ -147,9 +156,9 @@ func TestScheduleIdempotent(t *testing.T) {
 				t.Fatalf("state = %s, want %s", before.Name, tt.want)
 			}
 			again := Delivery{ID: id, Payload: []byte("other"), First: t0.Add(h), Due: t0.Add(h), Attempt: 1}
-			ok, err := st.Schedule(context.Background(), again)
-			if err != nil || ok {
-				t.Fatalf("Schedule again = %v, %v, want false, nil", ok, err)
+			r, err := st.Schedule(context.Background(), again)
+			if err != nil || r.Created || r.State != tt.want || r.Attempt != 1 || !r.First.Equal(t0) {
+				t.Fatalf("Schedule again = %+v, %v, want not created, %s, attempt 1, first %v", r, err, tt.want, t0)
 			}
 			wantState(t, st, before)
 		})
@@ -371,7 +380,7 @@ func TestSucceed(t *testing.T) {
 	if ok, err := st.Succeed(ctx, id, 1, []byte("200")); ok || err != nil {
 		t.Errorf("Succeed again = %v, %v, want stale", ok, err)
 	}
-	for _, key := range []string{st.keys.SchedDelivery(id), st.keys.SchedAttempts(id)} {
+	for _, key := range []string{st.keys.SchedFinished(id), st.keys.SchedAttempts(id)} {
 		ttl, err := r.Client.PTTL(ctx, key).Result()
 		if err != nil || ttl <= DefaultDoneTTL-time.Minute || ttl > DefaultDoneTTL {
 			t.Errorf("PTTL(%s) = %v, %v, want about %v", key, ttl, err, DefaultDoneTTL)
@@ -400,6 +409,9 @@ func TestKillAndRevive(t *testing.T) {
 
 	if ok, err := st.Revive(ctx, id, t0.Add(h), 0); !errors.Is(err, ErrInvalid) || ok {
 		t.Errorf("Revive(attempt 0) = %v, %v, want ErrInvalid", ok, err)
+	}
+	if ok, err := st.Revive(ctx, id, time.Unix(-5, 0), 1); !errors.Is(err, ErrInvalid) || ok {
+		t.Errorf("Revive(before 1970) = %v, %v, want ErrInvalid", ok, err)
 	}
 	now := t0.Add(48 * h)
 	if ok, err := st.Revive(ctx, id, now, 1); !ok || err != nil {
@@ -569,5 +581,159 @@ func TestStoreConfigValidate(t *testing.T) {
 	}
 	if _, err := NewStore(nil, StoreConfig{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("NewStore(nil) = %v, want ErrInvalid", err)
+	}
+}
+
+// TestHoldAndUnhold: a held delivery leaves the schedule (no claim, no record) until
+// its group is released, then is pending with the same attempt, due at the release.
+func TestHoldAndUnhold(t *testing.T) {
+	st, _ := newStore(t, DefaultPolicy())
+	ctx := context.Background()
+	a, b, c := "evt_a:ep-1", "evt_b:ep-1", "evt_c:ep-2"
+	for _, id := range []string{a, b, c} {
+		mustSchedule(t, st, delivery(id, t0))
+	}
+	claimed := mustClaim(t, st, t0, 10)
+	if len(claimed) != 3 {
+		t.Fatalf("claimed %d, want 3", len(claimed))
+	}
+	if ok, err := st.Queued(ctx, b, 1); !ok || err != nil {
+		t.Fatalf("Queued = %v, %v", ok, err)
+	}
+	for _, h := range []struct{ id, group string }{{a, "ep-1"}, {b, "ep-1"}, {c, "ep-2"}} {
+		if ok, err := st.Hold(ctx, h.id, 1, h.group, t0); !ok || err != nil {
+			t.Fatalf("Hold(%s) = %v, %v", h.id, ok, err)
+		}
+	}
+	if ok, err := st.Hold(ctx, a, 1, "ep-1", t0); ok || err != nil {
+		t.Errorf("Hold of a held delivery = %v, %v, want stale", ok, err)
+	}
+	wantState(t, st, State{ID: a, Name: StateHeld, Attempt: 1, First: t0, Payload: delivery(a, t0).Payload})
+	if ok, err := st.Succeed(ctx, a, 1, []byte("200")); ok || err != nil {
+		t.Errorf("Succeed of a held delivery = %v, %v, want stale", ok, err)
+	}
+	later := t0.Add(48 * h)
+	if c := mustClaim(t, st, later, 10); len(c) != 0 {
+		t.Fatalf("claimed %d held deliveries", len(c))
+	}
+	if n, err := st.Reclaim(ctx, later, 10); n != 0 || err != nil {
+		t.Fatalf("Reclaim = %d, %v, want 0", n, err)
+	}
+	if n, err := st.Unhold(ctx, "ep-1", later); n != 2 || err != nil {
+		t.Fatalf("Unhold(ep-1) = %d, %v, want 2", n, err)
+	}
+	if n, err := st.Unhold(ctx, "ep-1", later); n != 0 || err != nil {
+		t.Fatalf("Unhold(ep-1) again = %d, %v, want 0", n, err)
+	}
+	wantState(t, st, State{ID: a, Name: StatePending, Attempt: 1, First: t0, Due: later, Payload: delivery(a, t0).Payload})
+	if got := mustClaim(t, st, later, 10); len(got) != 2 {
+		t.Fatalf("claimed %d after Unhold, want 2", len(got))
+	}
+	if s := mustGet(t, st, c); s.Name != StateHeld {
+		t.Errorf("other group's delivery = %s, want held", s.Name)
+	}
+	if gs, err := st.HeldGroups(ctx); err != nil || len(gs) != 1 || gs[0] != "ep-2" {
+		t.Errorf("HeldGroups = %v, %v, want [ep-2]", gs, err)
+	}
+}
+
+// TestUnholdMany: a group with more held deliveries than one batch is released whole,
+// and leaves the set of held groups.
+func TestUnholdMany(t *testing.T) {
+	st, _ := newStore(t, DefaultPolicy())
+	ctx := context.Background()
+	const n = 2*MaxClaim + 7
+	for i := range n {
+		mustSchedule(t, st, delivery(fmt.Sprintf("evt_%d:ep-1", i), t0))
+	}
+	held := 0
+	for c := mustClaim(t, st, t0, MaxClaim); len(c) > 0; c = mustClaim(t, st, t0, MaxClaim) {
+		for _, d := range c {
+			if ok, err := st.Hold(ctx, d.ID, d.Attempt, "ep-1", t0); !ok || err != nil {
+				t.Fatalf("Hold(%s) = %v, %v", d.ID, ok, err)
+			}
+			held++
+		}
+	}
+	if held != n {
+		t.Fatalf("held %d, want %d", held, n)
+	}
+	if gs, err := st.HeldGroups(ctx); err != nil || len(gs) != 1 {
+		t.Fatalf("HeldGroups = %v, %v, want [ep-1]", gs, err)
+	}
+	if got, err := st.Unhold(ctx, "ep-1", t0.Add(h)); got != n || err != nil {
+		t.Fatalf("Unhold = %d, %v, want %d", got, err, n)
+	}
+	if gs, err := st.HeldGroups(ctx); err != nil || len(gs) != 0 {
+		t.Errorf("HeldGroups after Unhold = %v, %v, want none", gs, err)
+	}
+	if c := mustClaim(t, st, t0.Add(h), MaxClaim); len(c) != MaxClaim {
+		t.Errorf("claimed %d after Unhold, want %d", len(c), MaxClaim)
+	}
+}
+
+// TestScheduleMany: one pipeline for many deliveries; an invalid one fails alone, a
+// known one is reported as known, and a Redis that lost its script cache (SCRIPT
+// FLUSH, as after a restart or failover) is served by loading the script once.
+func TestScheduleMany(t *testing.T) {
+	st, r := newStore(t, DefaultPolicy())
+	ctx := context.Background()
+	mustSchedule(t, st, delivery("evt_known:ep-1", t0))
+	if err := r.Client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ds := []Delivery{
+		{ID: "evt_a:ep-1", Payload: []byte("e:1"), First: t0, Due: t0, Attempt: 1, Queued: true},
+		{ID: "", First: t0, Due: t0, Attempt: 1},
+		{ID: "evt_known:ep-1", Payload: []byte("e:9"), First: t0.Add(h), Due: t0.Add(h), Attempt: 1},
+		{ID: "evt_b:ep-1", Payload: []byte("e:2"), First: t0, Due: t0.Add(m), Attempt: 1},
+	}
+	out, errs := st.ScheduleMany(ctx, ds)
+	if errs[0] != nil || !out[0].Created || out[0].State != StateQueued {
+		t.Errorf("new queued: %+v, %v", out[0], errs[0])
+	}
+	if !errors.Is(errs[1], ErrInvalid) {
+		t.Errorf("invalid: %v, want ErrInvalid", errs[1])
+	}
+	if errs[2] != nil || out[2].Created || out[2].State != StatePending || !out[2].First.Equal(t0) {
+		t.Errorf("known: %+v, %v, want not created, pending, first %v", out[2], errs[2], t0)
+	}
+	if errs[3] != nil || !out[3].Created {
+		t.Errorf("new pending: %+v, %v", out[3], errs[3])
+	}
+	wantState(t, st, State{ID: "evt_b:ep-1", Name: StatePending, Attempt: 1, First: t0, Due: t0.Add(m), Payload: []byte("e:2")})
+}
+
+// TestSlotCollision: two ids whose slot keys collide get fields of their own (the
+// scripts probe and compare the stored id), through their whole life.
+func TestSlotCollision(t *testing.T) {
+	st, r := newStore(t, DefaultPolicy())
+	ctx := context.Background()
+	id := "evt_mine:ep-1"
+	b, f := slotKey(id)
+	// Another delivery already sits in id's field (as if its hash collided).
+	if err := r.Client.HSet(ctx, st.keys.SchedBucketIDs(b), f, "evt_other:ep-9").Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustSchedule(t, st, delivery(id, t0))
+	if got, _ := r.Client.HGet(ctx, st.keys.SchedBucketIDs(b), f+"1").Result(); got != id {
+		t.Fatalf("field %s1 holds %q, want %s", f, got, id)
+	}
+	c := claimOne(t, st, t0, id)
+	if ok, err := st.Succeed(ctx, id, c.Attempt, []byte("200")); !ok || err != nil {
+		t.Fatalf("Succeed = %v, %v", ok, err)
+	}
+	wantState(t, st, State{ID: id, Name: StateDone, Attempt: 1, First: t0})
+	if got, _ := r.Client.HGet(ctx, st.keys.SchedBucketIDs(b), f).Result(); got != "evt_other:ep-9" {
+		t.Errorf("the other delivery's field holds %q", got)
+	}
+	// With every probe slot taken by others, Schedule refuses rather than overwrite.
+	id2 := "evt_full:ep-1"
+	b2, f2 := slotKey(id2)
+	for _, suffix := range []string{"", "1", "2", "3"} {
+		r.Client.HSet(ctx, st.keys.SchedBucketIDs(b2), f2+suffix, "evt_x"+suffix+":ep-9")
+	}
+	if _, err := st.Schedule(ctx, delivery(id2, t0)); err == nil {
+		t.Error("Schedule with every slot taken succeeded")
 	}
 }

@@ -160,7 +160,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Notify: sched, Logger: log})
+	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (
 			}
 		})
 	}
-	go func() { wg.Wait(); sender.Close(); close(done) }()
+	go func() { wg.Wait(); sender.Close(); store.Close(); close(done) }()
 	log.Info("delivering to merchant endpoints", zap.Int("endpoints", len(set.All())), zap.Int("max_attempts", store.Policy().MaxAttempts()))
 	return done, nil
 }
