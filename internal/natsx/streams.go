@@ -2,9 +2,11 @@ package natsx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -95,15 +97,35 @@ func StreamConfigs(t Topology, c StreamConfig) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates each stream, or updates it to the configuration above.
+// EnsureStreams creates each stream, or updates it to the configuration above. A
+// server-side failure (an API error with a 5xx code, such as JetStream's "error
+// creating store for stream") is retried a few times with backoff, within ctx: the
+// server can refuse a create while it is busy or short of a resource for a moment. A
+// 4xx answer (a bad or conflicting configuration) fails at once.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology, c StreamConfig) error {
 	for _, sc := range StreamConfigs(t, c) {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		b := backoff.NewExponentialBackOff()
+		b.InitialInterval = 100 * time.Millisecond
+		b.MaxInterval = 2 * time.Second
+		b.MaxElapsedTime = 0 // bounded by the retry count and ctx
+		retries := backoff.WithContext(backoff.WithMaxRetries(b, ensureRetries), ctx)
+		err := backoff.Retry(func() error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			var api *jetstream.APIError
+			if err != nil && !(errors.As(err, &api) && api.Code >= 500) {
+				return backoff.Permanent(err)
+			}
+			return err
+		}, retries)
+		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
 }
+
+// ensureRetries is how often EnsureStreams retries one stream's server-side failure.
+const ensureRetries = 5
 
 // NewJetStream returns a JetStream context for nc whose asynchronous publishes give up
 // waiting for a PubAck after ackTimeout, so a caller that stops waiting never leaves a

@@ -2,6 +2,7 @@ package natsx_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -64,5 +65,60 @@ func TestDefaultTopologyIsTheContract(t *testing.T) {
 		if s != want[i] {
 			t.Errorf("Streams()[%d] = %s, want %s", i, s, want[i])
 		}
+	}
+}
+
+// failingCreates fails the first n stream creates with a server-side or client-side
+// API error, then passes calls to the real JetStream.
+type failingCreates struct {
+	jetstream.JetStream
+	fail  int
+	err   *jetstream.APIError
+	calls int
+}
+
+func (f *failingCreates) CreateOrUpdateStream(ctx context.Context, c jetstream.StreamConfig) (jetstream.Stream, error) {
+	f.calls++
+	if f.calls <= f.fail {
+		return nil, f.err
+	}
+	return f.JetStream.CreateOrUpdateStream(ctx, c)
+}
+
+// TestEnsureStreamsRetriesServerErrors: a 500 from the stream-create API (seen in CI
+// from a standalone nats-server 2.9: "error creating store for stream") is retried and
+// the streams are made; a 400 (a configuration the server refuses) is not retried.
+func TestEnsureStreamsRetriesServerErrors(t *testing.T) {
+	n := testenv.NewNATS(t)
+	ctx := context.Background()
+
+	storeFailed := &jetstream.APIError{Code: 500, ErrorCode: 10049, Description: "error creating store for stream"}
+	js := &failingCreates{JetStream: n.JS, fail: 2, err: storeFailed}
+	if err := natsx.EnsureStreams(ctx, js, n.Topo, natsx.StreamConfig{}); err != nil {
+		t.Fatalf("EnsureStreams after two 500s: %v", err)
+	}
+	streams := natsx.StreamConfigs(n.Topo, natsx.StreamConfig{})
+	if want := 2 + len(streams); js.calls != want {
+		t.Errorf("%d creates, want %d (two failures, then one per stream)", js.calls, want)
+	}
+	for _, s := range streams {
+		if _, err := n.JS.Stream(ctx, s.Name); err != nil {
+			t.Errorf("stream %s: %v", s.Name, err)
+		}
+	}
+
+	overlap := &jetstream.APIError{Code: 400, ErrorCode: 10065, Description: "subjects overlap with an existing stream"}
+	js = &failingCreates{JetStream: n.JS, fail: 1, err: overlap}
+	err := natsx.EnsureStreams(ctx, js, n.Topo, natsx.StreamConfig{})
+	if !errors.Is(err, overlap) || js.calls != 1 {
+		t.Errorf("400: err %v after %d calls; want the API error after 1", err, js.calls)
+	}
+
+	js = &failingCreates{JetStream: n.JS, fail: 1 << 30, err: storeFailed}
+	if err := natsx.EnsureStreams(ctx, js, n.Topo, natsx.StreamConfig{}); !errors.Is(err, storeFailed) {
+		t.Errorf("500 every time: err %v; want the API error", err)
+	}
+	if js.calls != 6 {
+		t.Errorf("500 every time: %d calls, want 6 (one and five retries)", js.calls)
 	}
 }
