@@ -100,7 +100,8 @@ func (d *Dispatcher) Dispatch(ctx context.Context, c schedule.Claimed) error {
 	case !found:
 		return d.kill(ctx, c, EndpointRef{ID: endpointID}, event, "endpoint deleted")
 	}
-	job := Job{ID: c.ID, Endpoint: endpointID, Attempt: c.Attempt, First: c.First, Due: c.Due, Event: event}
+	seq, _ := parseEventPayload(c.Payload) // d.event read it
+	job := Job{ID: c.ID, Endpoint: endpointID, Attempt: c.Attempt, First: c.First, Due: c.Due, Seq: seq, Event: event}
 	if _, err := d.cfg.JS.PublishMsg(ctx, job.msg(d.cfg.Topology.DeliverySubject(endpointID))); err != nil {
 		return fmt.Errorf("publish job %s: %w", c.ID, err)
 	}
@@ -120,7 +121,8 @@ func (d *Dispatcher) Dispatch(ctx context.Context, c schedule.Claimed) error {
 func (d *Dispatcher) kill(ctx context.Context, c schedule.Claimed, ep EndpointRef, event json.RawMessage, reason string) error {
 	rec := AttemptRecord{Attempt: c.Attempt, Start: d.cfg.Clock.Now().UTC(), Error: reason, Outcome: Dead.String()}
 	// The letter goes first, so it carries the final record the store has not got yet.
-	if err := d.dead.send(ctx, c.ID, ep, event, reason, c.First, c.Attempt, []AttemptRecord{rec}); err != nil {
+	seq, _ := parseEventPayload(c.Payload)
+	if err := d.dead.send(ctx, c.ID, ep, event, seq, reason, c.First, c.Attempt, []AttemptRecord{rec}); err != nil {
 		return err
 	}
 	raw, err := json.Marshal(rec)
@@ -159,7 +161,7 @@ type deadLetters struct {
 // send publishes the dead letter of delivery id with its attempt log (plus extra,
 // records not yet in the store). The Nats-Msg-Id makes a repeat within JetStream's
 // duplicate window a no-op.
-func (dl *deadLetters) send(ctx context.Context, id string, ep EndpointRef, event json.RawMessage, reason string, first time.Time, attempt int, extra []AttemptRecord) error {
+func (dl *deadLetters) send(ctx context.Context, id string, ep EndpointRef, event json.RawMessage, seq uint64, reason string, first time.Time, attempt int, extra []AttemptRecord) error {
 	raws, err := dl.store.Attempts(ctx, id)
 	if err != nil {
 		return fmt.Errorf("attempt log of %s: %w", id, err)
@@ -174,8 +176,8 @@ func (dl *deadLetters) send(ctx context.Context, id string, ep EndpointRef, even
 	attempts = append(attempts, extra...)
 	eventID, _, _ := splitDeliveryID(id)
 	letter, err := json.Marshal(DeadLetter{
-		ID: id, EventID: eventID, Endpoint: ep, Reason: reason,
-		DeadAt: dl.clock.Now().UTC(), Attempts: attempts, Event: event,
+		ID: id, EventID: eventID, Endpoint: ep, Reason: reason, DeadAt: dl.clock.Now().UTC(),
+		First: first.UTC(), FinalAttempt: attempt, EventSeq: seq, Attempts: attempts, Event: event,
 	})
 	if err != nil {
 		return err

@@ -161,6 +161,7 @@ func (f *Fanout) handle(ctx context.Context, msgs []jetstream.Msg) {
 		ds     []schedule.Delivery
 		owner  []int    // ds[i] belongs to items[owner[i]]
 		target []string // ds[i]'s endpoint
+		seqs   []uint64 // ds[i]'s event sequence
 	)
 	now := f.cfg.Clock.Now()
 	for _, m := range msgs {
@@ -184,6 +185,7 @@ func (f *Fanout) handle(ctx context.Context, msgs []jetstream.Msg) {
 				First: now, Due: now, Attempt: 1, Queued: true,
 			})
 			owner, target = append(owner, len(items)), append(target, endpoint)
+			seqs = append(seqs, meta.Sequence.Stream)
 		}
 		items = append(items, item{m: m, id: ev.ID})
 	}
@@ -200,7 +202,7 @@ func (f *Fanout) handle(ctx context.Context, msgs []jetstream.Msg) {
 			case res[i].State != schedule.StateQueued || res[i].Attempt != 1:
 				continue // known and past its first hand-off
 			}
-			job := Job{ID: d.ID, Endpoint: target[i], Attempt: 1, First: res[i].First, Due: res[i].First, Event: it.m.Data()}
+			job := Job{ID: d.ID, Endpoint: target[i], Attempt: 1, First: res[i].First, Due: res[i].First, Seq: seqs[i], Event: it.m.Data()}
 			ack, err := f.cfg.JS.PublishMsgAsync(job.msg(f.cfg.Topology.DeliverySubject(target[i])))
 			if err != nil {
 				it.err = fmt.Errorf("publish job %s: %w", d.ID, err)

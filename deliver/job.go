@@ -41,6 +41,7 @@ type Job struct {
 	Attempt  int             // 1-based
 	First    time.Time       // the schedule's first attempt time
 	Due      time.Time       // when this attempt was due
+	Seq      uint64          // the event's HOOKRELAY_EVENTS sequence; 0 if unknown
 	Event    json.RawMessage // the normalized event, the body sent
 }
 
@@ -50,6 +51,7 @@ const (
 	hdrAttempt  = "Hookrelay-Attempt"
 	hdrFirst    = "Hookrelay-First" // unix ms
 	hdrDue      = "Hookrelay-Due"   // unix ms
+	hdrEventSeq = "Hookrelay-Event-Seq"
 )
 
 // msg is j as a message on subject, with its Nats-Msg-Id.
@@ -60,6 +62,9 @@ func (j *Job) msg(subject string) *nats.Msg {
 	m.Header[hdrAttempt] = []string{strconv.Itoa(j.Attempt)}
 	m.Header[hdrFirst] = []string{strconv.FormatInt(j.First.UnixMilli(), 10)}
 	m.Header[hdrDue] = []string{strconv.FormatInt(j.Due.UnixMilli(), 10)}
+	if j.Seq > 0 {
+		m.Header[hdrEventSeq] = []string{strconv.FormatUint(j.Seq, 10)}
+	}
 	// Unique per hand-off: a held attempt handed off again gets a new due time, so
 	// JetStream's duplicate window does not swallow its job.
 	m.Header[nats.MsgIdHdr] = []string{"job:" + attemptKey(j.ID, j.First, j.Attempt) + ":" + strconv.FormatInt(j.Due.UnixMilli(), 10)}
@@ -81,6 +86,9 @@ func jobFrom(h nats.Header, data []byte) (Job, error) {
 		return Job{}, fmt.Errorf("deliver: job %s: bad headers: %v", j.ID, err)
 	}
 	j.Attempt, j.First, j.Due = a, time.UnixMilli(first).UTC(), time.UnixMilli(due).UTC()
+	if v := h.Get(hdrEventSeq); v != "" { // absent on jobs written before it existed
+		j.Seq, _ = strconv.ParseUint(v, 10, 64)
+	}
 	return j, nil
 }
 
@@ -112,11 +120,19 @@ func newRecord(n int, a Attempt, o Outcome) AttemptRecord {
 // DeadLetter is a HOOKRELAY_DEAD message: the delivery that will not be attempted
 // again, with everything on-call needs to judge and replay it.
 type DeadLetter struct {
-	ID       string          `json:"id"` // delivery id
-	EventID  string          `json:"event_id"`
-	Endpoint EndpointRef     `json:"endpoint"`
-	Reason   string          `json:"reason"`
-	DeadAt   time.Time       `json:"dead_at"`
+	ID       string      `json:"id"` // delivery id
+	EventID  string      `json:"event_id"`
+	Endpoint EndpointRef `json:"endpoint"`
+	Reason   string      `json:"reason"`
+	DeadAt   time.Time   `json:"dead_at"`
+	// First is the first-attempt time of the schedule that died, and FinalAttempt its
+	// last attempt's number: together they name this death, so a replay of an older
+	// letter of a delivery replayed since is refused.
+	First        time.Time `json:"first_attempt_at"`
+	FinalAttempt int       `json:"final_attempt"`
+	// EventSeq is the event's HOOKRELAY_EVENTS sequence (0 if unknown): a replay after
+	// Redis lost the delivery schedules it afresh from there.
+	EventSeq uint64          `json:"event_seq,omitempty"`
 	Attempts []AttemptRecord `json:"attempts"`
 	Event    json.RawMessage `json:"event,omitempty"` // absent only if the event had expired
 }

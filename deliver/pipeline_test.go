@@ -94,6 +94,7 @@ func (m *merchant) got() []received {
 type pipeline struct {
 	t         *testing.T
 	nats      *testenv.NATS
+	redis     *testenv.Redis
 	clock     *clock.Fake
 	store     *schedule.Store
 	sched     *schedule.Scheduler
@@ -118,6 +119,7 @@ func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{t: t, nats: testenv.NewNATS(t), clock: clock.NewFake(t0), ctx: ctx}
 	rd := testenv.NewRedis(t)
+	p.redis = rd
 	if err := natsx.EnsureStreams(ctx, p.nats.JS, p.nats.Topo, natsx.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}

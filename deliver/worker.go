@@ -367,7 +367,7 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 		if (st.Name != schedule.StateQueued && st.Name != schedule.StateLeased) || st.Attempt != job.Attempt {
 			if st.Name == schedule.StateDead && st.Attempt == job.Attempt {
 				// Recorded dead, but the letter may not have been written.
-				return w.dead.send(bctx, job.ID, ref, job.Event, "repeated after a restart", job.First, job.Attempt, nil)
+				return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq, "repeated after a restart", job.First, job.Attempt, nil)
 			}
 			return nil // recorded before a crash kept the ack from JetStream
 		}
@@ -422,7 +422,7 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 	}
 	switch res.Outcome {
 	case schedule.Dead:
-		return w.dead.send(bctx, job.ID, ref, job.Event,
+		return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq,
 			fmt.Sprintf("no success after %d attempts (retry schedule exhausted)", job.Attempt), job.First, job.Attempt, nil)
 	case schedule.Rescheduled:
 		if w.cfg.Notify != nil {
@@ -464,7 +464,7 @@ func (w *Worker) finishDead(bctx context.Context, job *Job, ref EndpointRef, rec
 	if !killed {
 		return nil // a stale job: the delivery is recorded elsewhere (and lettered, if dead)
 	}
-	return w.dead.send(bctx, job.ID, ref, job.Event, reason, job.First, job.Attempt, nil)
+	return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq, reason, job.First, job.Attempt, nil)
 }
 
 // signerEntry is a cached signer and the secrets it was built from.

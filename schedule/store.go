@@ -703,11 +703,12 @@ func (s *Store) Reclaim(ctx context.Context, now time.Time, max int) (int, error
 // reviveScript makes a dead delivery pending with a fresh schedule, keeping its
 // attempt log.
 //
-//	ARGV[4] now ms  ARGV[5] attempt
-//	returns 1 revived, 0 not dead (nothing changed)
+//	ARGV[4] now ms  ARGV[5] attempt  ARGV[6] the dead schedule's first ms, or '' for any
+//	returns 1 revived, 0 not dead, or dead from another schedule (nothing changed)
 var reviveScript = redis.NewScript(lib + `
-local d = redis.call('HMGET', KEYS[6], 's', 'p')
+local d = redis.call('HMGET', KEYS[6], 's', 'p', 'f')
 if d[1] ~= 'd' then return 0 end
+if ARGV[6] ~= '' and d[3] ~= ARGV[6] then return 0 end
 local f, free = find()
 if f then return 0 end
 if not free then return redis.error_reply('no free slot for ' .. ARGV[3]) end
@@ -720,14 +721,21 @@ return 1
 `)
 
 // Revive replays a dead delivery: pending, due now, with a fresh schedule (first
-// attempt now, attempt number attempt), keeping the attempt log. False when the
-// delivery is not dead (or its marker has expired), so reviving twice at once
-// revives once.
-func (s *Store) Revive(ctx context.Context, id string, now time.Time, attempt int) (bool, error) {
+// attempt now, attempt number attempt), keeping the attempt log. deadFirst, when not
+// zero, is the first-attempt time of the schedule that died (a dead letter carries it):
+// the delivery is revived only if that is still the death on record, so an older
+// letter of a delivery already replayed since cannot start it again. False when the
+// delivery is not dead (or not that death, or its marker has expired), so reviving
+// twice at once revives once.
+func (s *Store) Revive(ctx context.Context, id string, deadFirst, now time.Time, attempt int) (bool, error) {
 	if attempt < 1 || ms(now) < 0 {
 		return false, fmt.Errorf("%w: revive %s attempt %d at %v", ErrInvalid, id, attempt, now)
 	}
-	n, err := s.run(ctx, reviveScript, id, nil, ms(now), attempt).Int()
+	first := ""
+	if !deadFirst.IsZero() {
+		first = strconv.FormatInt(ms(deadFirst), 10)
+	}
+	n, err := s.run(ctx, reviveScript, id, nil, ms(now), attempt, first).Int()
 	if err != nil {
 		return false, fmt.Errorf("revive %s: %w", id, err)
 	}

@@ -407,18 +407,21 @@ func TestKillAndRevive(t *testing.T) {
 	}
 	wantState(t, st, State{ID: id, Name: StateDead, Attempt: 2, First: t0, Payload: d.Payload})
 
-	if ok, err := st.Revive(ctx, id, t0.Add(h), 0); !errors.Is(err, ErrInvalid) || ok {
+	if ok, err := st.Revive(ctx, id, t0, t0.Add(h), 0); !errors.Is(err, ErrInvalid) || ok {
 		t.Errorf("Revive(attempt 0) = %v, %v, want ErrInvalid", ok, err)
 	}
-	if ok, err := st.Revive(ctx, id, time.Unix(-5, 0), 1); !errors.Is(err, ErrInvalid) || ok {
+	if ok, err := st.Revive(ctx, id, t0, time.Unix(-5, 0), 1); !errors.Is(err, ErrInvalid) || ok {
 		t.Errorf("Revive(before 1970) = %v, %v, want ErrInvalid", ok, err)
 	}
 	now := t0.Add(48 * h)
-	if ok, err := st.Revive(ctx, id, now, 1); !ok || err != nil {
+	if ok, err := st.Revive(ctx, id, t0.Add(m), now, 1); ok || err != nil {
+		t.Errorf("Revive(another schedule's death) = %v, %v, want false", ok, err)
+	}
+	if ok, err := st.Revive(ctx, id, t0, now, 1); !ok || err != nil {
 		t.Fatalf("Revive = %v, %v, want true", ok, err)
 	}
 	wantState(t, st, State{ID: id, Name: StatePending, Attempt: 1, First: now, Due: now, Payload: d.Payload})
-	if ok, err := st.Revive(ctx, id, now, 1); ok || err != nil {
+	if ok, err := st.Revive(ctx, id, time.Time{}, now, 1); ok || err != nil {
 		t.Errorf("Revive of a pending delivery = %v, %v, want false", ok, err)
 	}
 	c := claimOne(t, st, now, id)
@@ -428,7 +431,7 @@ func TestKillAndRevive(t *testing.T) {
 	if diff := cmp.Diff([]string{"500", "410", "503"}, mustAttempts(t, st, id)); diff != "" {
 		t.Errorf("Attempts mismatch (-want +got):\n%s", diff)
 	}
-	if ok, err := st.Revive(ctx, "unknown", now, 1); ok || err != nil {
+	if ok, err := st.Revive(ctx, "unknown", time.Time{}, now, 1); ok || err != nil {
 		t.Errorf("Revive(unknown) = %v, %v, want false", ok, err)
 	}
 }
@@ -448,7 +451,7 @@ func TestReviveOnceUnderConcurrency(t *testing.T) {
 	)
 	for range 8 {
 		wg.Go(func() {
-			ok, err := st.Revive(context.Background(), id, t0.Add(h), 1)
+			ok, err := st.Revive(context.Background(), id, t0, t0.Add(h), 1)
 			if err != nil {
 				t.Errorf("Revive: %v", err)
 			}
