@@ -258,23 +258,28 @@ func (s *DeadLetterStore) Replay(ctx context.Context, seq uint64) (StoredLetter,
 	if l.State != LetterOpen {
 		return l, ErrAlreadyReplayed
 	}
-	if err := s.replay(ctx, &l); err != nil {
+	if err := s.CheckEndpoint(ctx, l.Endpoint.ID); err != nil {
+		return l, err
+	}
+	if err := s.ReplayLetter(ctx, &l); err != nil {
 		return l, err
 	}
 	return l, nil
 }
 
-// ReplayLetter is Replay for a letter already read (bulk replay).
-func (s *DeadLetterStore) ReplayLetter(ctx context.Context, l *StoredLetter) error {
-	return s.replay(ctx, l)
-}
-
-func (s *DeadLetterStore) replay(ctx context.Context, l *StoredLetter) error {
-	if _, err := s.cfg.Endpoints.Get(ctx, l.Endpoint.ID); errors.Is(err, ErrEndpointNotFound) {
-		return fmt.Errorf("%w: endpoint %s was deleted", ErrNotReplayable, l.Endpoint.ID)
+// CheckEndpoint returns ErrNotReplayable if endpoint id no longer exists.
+func (s *DeadLetterStore) CheckEndpoint(ctx context.Context, id string) error {
+	if _, err := s.cfg.Endpoints.Get(ctx, id); errors.Is(err, ErrEndpointNotFound) {
+		return fmt.Errorf("%w: endpoint %s was deleted", ErrNotReplayable, id)
 	} else if err != nil {
 		return err
 	}
+	return nil
+}
+
+// ReplayLetter is Replay for a letter already read whose endpoint the caller has
+// checked (bulk replay checks each endpoint once).
+func (s *DeadLetterStore) ReplayLetter(ctx context.Context, l *StoredLetter) error {
 	now := s.cfg.Clock.Now()
 	ok, err := s.cfg.Schedule.Revive(ctx, l.ID, l.First, now, 1)
 	if err != nil {

@@ -36,6 +36,15 @@ const (
 	IngestInvalidField       Code = "INGEST_INVALID_FIELD"
 	IngestRepeatedField      Code = "INGEST_REPEATED_FIELD"
 	IngestStorageUnavailable Code = "INGEST_STORAGE_UNAVAILABLE"
+
+	AdminUnauthorized  Code = "ADMIN_UNAUTHORIZED"
+	AdminInvalidBody   Code = "ADMIN_INVALID_BODY"
+	AdminInvalidField  Code = "ADMIN_INVALID_FIELD"
+	AdminInvalidFilter Code = "ADMIN_INVALID_FILTER"
+	AdminNotFound      Code = "ADMIN_NOT_FOUND"
+	AdminConflict      Code = "ADMIN_CONFLICT"
+	AdminAlreadyDone   Code = "ADMIN_ALREADY_REPLAYED"
+	AdminUnavailable   Code = "ADMIN_UNAVAILABLE"
 )
 
 // Info describes a code: the HTTP status it always comes with and what it means.
@@ -62,6 +71,14 @@ var Table = []Info{
 	{IngestInvalidField, http.StatusBadRequest, "fields are missing or invalid (see fieldErrors); the raw request is kept in HOOKRELAY_REJECTED"},
 	{IngestRepeatedField, http.StatusBadRequest, "a field appears more than once (see fieldErrors); the raw request is kept in HOOKRELAY_REJECTED"},
 	{IngestStorageUnavailable, http.StatusServiceUnavailable, "JetStream did not confirm the write in time; retry after Retry-After seconds"},
+	{AdminUnauthorized, http.StatusUnauthorized, "admin API: the bearer token is missing or wrong"},
+	{AdminInvalidBody, http.StatusBadRequest, "admin API: the request body is not the JSON object the route takes (unknown fields are refused); nothing changed"},
+	{AdminInvalidField, http.StatusBadRequest, "admin API: fields of the body are invalid (see fieldErrors); nothing changed"},
+	{AdminInvalidFilter, http.StatusBadRequest, "admin API: a query parameter (filter, limit or cursor) is invalid (see fieldErrors)"},
+	{AdminNotFound, http.StatusNotFound, "admin API: no endpoint, event, dead letter or job with this id"},
+	{AdminConflict, http.StatusConflict, "admin API: the change conflicts with the current state (an endpoint with this id exists, or it changed meanwhile: read it and retry); nothing changed"},
+	{AdminAlreadyDone, http.StatusConflict, "admin API: this dead letter was already replayed (or is being replayed); nothing was sent again"},
+	{AdminUnavailable, http.StatusServiceUnavailable, "admin API: NATS or Redis did not answer; nothing changed, retry"},
 }
 
 var statusOf = func() map[Code]int {
