@@ -41,7 +41,8 @@ func TestREADME(t *testing.T) {
 	examples := readmeExamples(t)
 	addr := startServe(t, nil)
 	for _, ex := range examples {
-		cmd := strings.ReplaceAll(ex.command, "http://127.0.0.1:8080", "http://"+addr)
+		cmd := strings.ReplaceAll(ex.command, "http://127.0.0.1:8080", "http://"+addr.Ingest)
+		cmd = strings.ReplaceAll(cmd, "http://127.0.0.1:8081", "http://"+addr.Admin)
 		c := exec.Command("sh", "-c", cmd)
 		c.Dir = "../.."
 		out, err := c.CombinedOutput()

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/hookrelay/hookrelay/admin"
 	"github.com/hookrelay/hookrelay/configs"
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/ingest"
@@ -63,10 +64,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return runServe(ctx, cfg, log, nil)
 }
 
+// listening is where serve's listeners accept connections.
+type listening struct {
+	Ingest string // providers
+	Admin  string // on-call
+}
+
 // runServe runs until ctx is cancelled, then shuts down in order: stop taking
-// requests, then drain NATS, then close Redis. ready, if not nil, receives the provider
-// listener's address once it accepts connections (tests).
-func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- string) error {
+// requests, then drain NATS, then close Redis. ready, if not nil, receives the
+// listeners' addresses once they accept connections (tests).
+func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- listening) error {
 	deps, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -77,10 +84,15 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- st
 	// after the listener (SPEC §10: stop taking requests, then finish attempts).
 	dctx, stopDelivery := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDelivery()
-	deliveryDone, err := startDelivery(dctx, cfg, deps, log)
+	dl, err := startDelivery(dctx, cfg, deps, log)
 	if err != nil {
 		return err
 	}
+	adminSrv, adminLn, err := startAdmin(ctx, cfg, deps, dl, log)
+	if err != nil {
+		return err
+	}
+	defer adminSrv.close()
 	ic, err := cfg.ingestConfig()
 	if err != nil {
 		return err
@@ -98,15 +110,16 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- st
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	log.Info("receiving provider webhooks", zap.String("listen", ln.Addr().String()), zap.Int("sources", len(cfg.Sources)))
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- fmt.Errorf("provider listener: %w", srv.Serve(ln)) }()
+	go func() { serveErr <- fmt.Errorf("admin listener: %w", adminSrv.http.Serve(adminLn)) }()
 	if ready != nil {
-		ready <- ln.Addr().String()
+		ready <- listening{Ingest: ln.Addr().String(), Admin: adminLn.Addr().String()}
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 
 	select {
 	case err := <-serveErr:
-		return fmt.Errorf("provider listener: %w", err)
+		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: no new requests; finishing in-flight ones", zap.Duration("bound", shutdownTimeout))
@@ -115,19 +128,30 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- st
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("provider listener did not drain in time", zap.Error(err))
 	}
+	if err := adminSrv.http.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("admin listener did not drain in time", zap.Error(err))
+	}
 	stopDelivery()
 	select {
-	case <-deliveryDone:
+	case <-dl.done:
 	case <-sctx.Done():
 		log.Warn("delivery did not stop in time; unfinished attempts come again after restart")
 	}
 	return nil
 }
 
+// delivery is what startDelivery runs; the admin API reads and changes it.
+type delivery struct {
+	done      <-chan struct{} // closed when all have stopped
+	endpoints *deliver.EndpointStore
+	store     *schedule.Store
+	sched     *schedule.Scheduler
+}
+
 // startDelivery seeds the configured endpoints, then runs fan-out, the schedule loop
-// and the workers until ctx ends. The returned channel closes when all have stopped
-// (in-flight attempts finished and recorded).
-func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (<-chan struct{}, error) {
+// and the workers until ctx ends. done closes when all have stopped (in-flight
+// attempts finished and recorded).
+func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (*delivery, error) {
 	topo := natsx.Topology{}
 	eps, err := cfg.endpoints()
 	if err != nil {
@@ -189,7 +213,49 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (
 	}
 	go func() { wg.Wait(); sender.Close(); store.Close(); close(done) }()
 	log.Info("delivering to merchant endpoints", zap.Int("endpoints", len(set.All())), zap.Int("max_attempts", store.Policy().MaxAttempts()))
-	return done, nil
+	return &delivery{done: done, endpoints: endpoints, store: store, sched: sched}, nil
+}
+
+// adminServer is the on-call API and its listener's server.
+type adminServer struct {
+	api  *admin.Server
+	http *http.Server
+}
+
+func (a *adminServer) close() { a.api.Close() }
+
+// startAdmin builds the admin API (SPEC §8) and listens on admin.listen; Serve is the
+// caller's.
+func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, log *zap.Logger) (*adminServer, net.Listener, error) {
+	topo := natsx.Topology{}
+	letters, err := deliver.NewDeadLetterStore(ctx, deliver.DeadLetterConfig{
+		JS: d.js, Topology: topo, Schedule: dl.store, Endpoints: dl.endpoints, Notify: dl.sched,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	api, err := admin.New(admin.Config{
+		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Logger: log,
+		Ready: func(ctx context.Context) error {
+			if s := d.nc.Status(); s != nats.CONNECTED {
+				return fmt.Errorf("nats %s", s)
+			}
+			if err := d.rdb.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		api.Close()
+		return nil, nil, fmt.Errorf("listen %s (admin): %w", cfg.Admin.Listen, err)
+	}
+	log.Info("on-call admin API", zap.String("listen", ln.Addr().String()))
+	return &adminServer{api: api, http: ingest.NewServer(cfg.Admin.Listen, api)}, ln, nil
 }
 
 // deps are the connections every role needs.

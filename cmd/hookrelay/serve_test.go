@@ -19,13 +19,14 @@ import (
 
 // startServe runs serve with the demo config and a fresh data dir; it stops when the
 // test ends and must stop cleanly.
-func startServe(t *testing.T, change func(*Config)) string {
+func startServe(t *testing.T, change func(*Config)) listening {
 	t.Helper()
 	cfg, err := loadConfig("", configs.Dev, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.NATS.DataDir = t.TempDir()
 	if change != nil {
 		change(cfg)
@@ -34,7 +35,7 @@ func startServe(t *testing.T, change func(*Config)) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
+	ready := make(chan listening, 1)
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, cfg, zap.NewNop(), ready) }()
 	t.Cleanup(func() {
@@ -56,7 +57,7 @@ func startServe(t *testing.T, change func(*Config)) string {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not start")
 	}
-	return ""
+	return listening{}
 }
 
 // TestServeDelivers: a PayMaya callback posted to serve reaches the demo endpoint,
@@ -80,7 +81,7 @@ func TestServeDelivers(t *testing.T) {
 		}
 	}))
 	defer merchant.Close()
-	addr := startServe(t, func(c *Config) { c.Endpoints[0].URL = merchant.URL + "/hooks" })
+	addr := startServe(t, func(c *Config) { c.Endpoints[0].URL = merchant.URL + "/hooks" }).Ingest
 
 	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
 	if err != nil {
