@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -61,18 +60,7 @@ func (s *Server) listLetters(w http.ResponseWriter, r *http.Request) *apierr.Err
 	var fe filterErrors
 	f := letterFilter(r, &fe)
 	limit := limitParam(r, &fe)
-	var after uint64
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		b, err := base64.RawURLEncoding.DecodeString(c)
-		n, perr := uint64(0), error(nil)
-		if err == nil && len(b) > 1 && b[0] == 'd' {
-			n, perr = strconv.ParseUint(string(b[1:]), 10, 64)
-		}
-		if err != nil || len(b) < 2 || b[0] != 'd' || perr != nil {
-			fe.add("cursor", "not a cursor this list gave")
-		}
-		after = n
-	}
+	after := cursorParam(r, 'd', &fe)
 	if e := fe.err(); e != nil {
 		return e
 	}
@@ -85,7 +73,7 @@ func (s *Server) listLetters(w http.ResponseWriter, r *http.Request) *apierr.Err
 		out.Items = []deliver.StoredLetter{}
 	}
 	if next != 0 {
-		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte("d" + strconv.FormatUint(next, 10)))
+		out.NextCursor = encodeCursor('d', next)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -62,7 +62,8 @@ func newEnv(t *testing.T) *env {
 	must(t, err)
 	e.sched, err = schedule.New(schedule.Config{Store: e.store, Clock: e.clock, Dispatch: disp, Parallel: 32})
 	must(t, err)
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: e.nats.JS, Topology: e.nats.Topo, Endpoints: e.set, Schedule: e.store, Clock: e.clock})
+	index := deliver.NewEventIndex(rd.Client, rkeys.Keyspace{Prefix: rd.Prefix}, 0)
+	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: e.nats.JS, Topology: e.nats.Topo, Endpoints: e.set, Schedule: e.store, Index: index, Clock: e.clock})
 	must(t, err)
 	sender, err := deliver.NewSender(deliver.SenderConfig{
 		Guard:   deliver.NewGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}),
@@ -78,7 +79,9 @@ func newEnv(t *testing.T) *env {
 		JS: e.nats.JS, Topology: e.nats.Topo, Schedule: e.store, Endpoints: e.endpoints, Notify: e.sched, Clock: e.clock,
 	})
 	must(t, err)
-	srv, err := admin.New(admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Clock: e.clock})
+	events, err := deliver.NewEvents(ctx, deliver.EventsConfig{JS: e.nats.JS, Topology: e.nats.Topo, Index: index, Schedule: e.store, Endpoints: e.endpoints})
+	must(t, err)
+	srv, err := admin.New(admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Clock: e.clock})
 	must(t, err)
 	e.api = httptest.NewServer(srv)
 	var wg sync.WaitGroup

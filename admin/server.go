@@ -30,6 +30,7 @@ type Config struct {
 	Token     string
 	Endpoints *deliver.EndpointStore
 	Letters   *deliver.DeadLetterStore
+	Events    *deliver.Events
 	// Ready reports whether NATS and Redis answer (GET /readyz); nil means ready.
 	Ready func(ctx context.Context) error
 	// MaxBulkReplay bounds how many letters one bulk replay job may take; default 100,000.
@@ -55,8 +56,8 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Token) < 16 {
 		return nil, errors.New("admin: token must be at least 16 characters")
 	}
-	if cfg.Endpoints == nil || cfg.Letters == nil {
-		return nil, errors.New("admin: Endpoints and Letters are required")
+	if cfg.Endpoints == nil || cfg.Letters == nil || cfg.Events == nil {
+		return nil, errors.New("admin: Endpoints, Letters and Events are required")
 	}
 	if cfg.MaxBulkReplay <= 0 {
 		cfg.MaxBulkReplay = 100_000
@@ -85,6 +86,9 @@ func (s *Server) routes() {
 		"/v1/deadletters/{seq}/replay":     {http.MethodPost: s.replayLetter},
 		"/v1/deadletters/replay":           {http.MethodPost: s.bulkReplay},
 		"/v1/replays/{job}":                {http.MethodGet: s.getReplay},
+		"/v1/events":                       {http.MethodGet: s.listEvents},
+		"/v1/events/{id}":                  {http.MethodGet: s.getEvent},
+		"/v1/events/{id}/deliveries":       {http.MethodGet: s.getEventDeliveries},
 	}
 	for path, methods := range table {
 		s.mux.Handle(path, s.authed(methods))

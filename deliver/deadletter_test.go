@@ -178,6 +178,7 @@ func TestDeadLetterFilters(t *testing.T) {
 	p.addEndpoint("acme-ledger", m, nil)
 	p.kill410("evt_a", "acme-orders")
 	p.settle(deliver.DeliveryID("evt_a", "acme-ledger"))
+	p.waitDeadLetters(2) // letters are dated when written, after the dead record
 	p.clock.Advance(time.Hour)
 	p.publish("evt_b", "payment.failed")
 	p.state(deliver.DeliveryID("evt_b", "acme-orders"))

@@ -30,8 +30,11 @@ type FanoutConfig struct {
 	Topology  natsx.Topology
 	Endpoints *EndpointSet
 	Schedule  Scheduler
-	Clock     clock.Clock
-	Logger    *zap.Logger
+	// Index, when set, records each event's place by id and reference_id (the admin
+	// API's lookups); an event is acked only once indexed.
+	Index  Indexer
+	Clock  clock.Clock
+	Logger *zap.Logger
 	// Consumer is the durable consumer's name; default "hookrelay-fanout".
 	Consumer string
 }
@@ -139,10 +142,11 @@ func waiting(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
 // eventHead is what routing needs of an event; decoding only these fields skips the
 // payment details and the provider's raw data (jobs carry the event's bytes as they are).
 type eventHead struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	Source   string `json:"source"`
-	Merchant string `json:"merchant"`
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Source    string `json:"source"`
+	Merchant  string `json:"merchant"`
+	Reference string `json:"reference_id"`
 }
 
 // handle fans out a batch of events: every delivery is created queued for attempt 1,
@@ -163,6 +167,7 @@ func (f *Fanout) handle(ctx context.Context, msgs []jetstream.Msg) {
 		target []string // ds[i]'s endpoint
 		seqs   []uint64 // ds[i]'s event sequence
 	)
+	var index []IndexEntry // index[i] belongs to items[i]
 	now := f.cfg.Clock.Now()
 	for _, m := range msgs {
 		meta, err := m.Metadata()
@@ -188,6 +193,14 @@ func (f *Fanout) handle(ctx context.Context, msgs []jetstream.Msg) {
 			seqs = append(seqs, meta.Sequence.Stream)
 		}
 		items = append(items, item{m: m, id: ev.ID})
+		index = append(index, IndexEntry{ID: head.ID, Reference: head.Reference, Seq: meta.Sequence.Stream, At: meta.Timestamp})
+	}
+	if f.cfg.Index != nil && len(index) > 0 {
+		for i, err := range f.cfg.Index.IndexMany(ctx, index) {
+			if err != nil {
+				items[i].err = err
+			}
+		}
 	}
 	var acks []jetstream.PubAckFuture
 	if len(ds) > 0 {

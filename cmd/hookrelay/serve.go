@@ -146,6 +146,7 @@ type delivery struct {
 	endpoints *deliver.EndpointStore
 	store     *schedule.Store
 	sched     *schedule.Scheduler
+	index     *deliver.EventIndex
 }
 
 // startDelivery seeds the configured endpoints, then runs fan-out, the schedule loop
@@ -184,7 +185,9 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Logger: log})
+	keys := rkeys.Keyspace{Prefix: cfg.Redis.Prefix}
+	index := deliver.NewEventIndex(d.rdb, keys, cfg.streamConfig().EventsMaxAge)
+	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Index: index, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +216,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (
 	}
 	go func() { wg.Wait(); sender.Close(); store.Close(); close(done) }()
 	log.Info("delivering to merchant endpoints", zap.Int("endpoints", len(set.All())), zap.Int("max_attempts", store.Policy().MaxAttempts()))
-	return &delivery{done: done, endpoints: endpoints, store: store, sched: sched}, nil
+	return &delivery{done: done, endpoints: endpoints, store: store, sched: sched, index: index}, nil
 }
 
 // adminServer is the on-call API and its listener's server.
@@ -234,8 +237,12 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, log *za
 	if err != nil {
 		return nil, nil, err
 	}
+	events, err := deliver.NewEvents(ctx, deliver.EventsConfig{JS: d.js, Topology: topo, Index: dl.index, Schedule: dl.store, Endpoints: dl.endpoints})
+	if err != nil {
+		return nil, nil, err
+	}
 	api, err := admin.New(admin.Config{
-		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Logger: log,
+		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Logger: log,
 		Ready: func(ctx context.Context) error {
 			if s := d.nc.Status(); s != nats.CONNECTED {
 				return fmt.Errorf("nats %s", s)

@@ -22,6 +22,16 @@ func (k Keyspace) p() string {
 // STRING: the JetStream sequence of the event's message; TTL 7 days.
 func (k Keyspace) Seen(eventID string) string { return k.p() + "{" + eventID + "}:seen" }
 
+// EventSeq locates an event by id for the admin API.
+// STRING: the HOOKRELAY_EVENTS sequence of the event; TTL the events' max age.
+func (k Keyspace) EventSeq(eventID string) string { return k.p() + "ev:{" + eventID + "}" }
+
+// EventsByReference finds the events of one payment (the merchant's reference_id).
+// ZSET: event sequence → stored unix ms; TTL the events' max age, renewed on each add.
+func (k Keyspace) EventsByReference(referenceID string) string {
+	return k.p() + "ref:{" + referenceID + "}"
+}
+
 // The retry schedule's keys all share the one hash tag {sched}: its index and lease
 // set are global, and a Lua script may only touch keys of one Cluster slot, so every
 // other schedule key sits on that slot too. (The cost: the schedule lives on one shard.)
