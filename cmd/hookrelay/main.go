@@ -2,6 +2,11 @@
 // and delivers them, signed, to the merchants that subscribed. See README.md.
 //
 //	hookrelay serve [--config FILE] [--listen ADDR] [--nats-url URL] [--redis-url URL]
+//	hookrelay endpoints list|show|create|enable|disable|delete|rotate-secret …
+//	hookrelay dlq list|show|replay …
+//
+// endpoints and dlq are the on-call commands: they call the admin API at --admin-url
+// (env HOOKRELAY_ADMIN_URL) with the token in HOOKRELAY_ADMIN_TOKEN.
 package main
 
 import (
@@ -49,10 +54,16 @@ func exitCode(err error) int {
 const usage = `usage: hookrelay <command> [flags]
 
 commands:
-  serve     run the receivers (everything embedded with no configuration)
-  version   print the version
+  serve       run the receivers (everything embedded with no configuration)
+  endpoints   list, show, create, enable, disable, delete merchant endpoints, rotate their secrets
+  dlq         list, show and replay dead letters
+  version     print the version
 
-run 'hookrelay <command> -h' for a command's flags.`
+endpoints and dlq call the admin API at --admin-url (env HOOKRELAY_ADMIN_URL, default
+http://127.0.0.1:8081) with the token in the environment variable HOOKRELAY_ADMIN_TOKEN.
+
+run 'hookrelay serve -h' for serve's flags, 'hookrelay endpoints help' or 'hookrelay dlq help'
+for their actions, and e.g. 'hookrelay dlq list -h' for an action's flags.`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -62,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "endpoints":
+		return runEndpoints(ctx, args[1:], stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "hookrelay", version)
 		return nil
