@@ -26,7 +26,9 @@ func letterError(seq string, err error) *apierr.Error {
 	case errors.Is(err, deliver.ErrAlreadyReplayed):
 		return apierr.New(apierr.AdminAlreadyDone, "dead letter "+seq+" was already replayed; its delivery is no longer dead from that schedule")
 	case errors.Is(err, deliver.ErrNotReplayable):
-		return apierr.New(apierr.AdminConflict, "dead letter "+seq+" cannot be replayed: "+err.Error())
+		// err reads "deliver: dead letter cannot be replayed: <why>"; keep the why.
+		why := strings.TrimPrefix(err.Error(), deliver.ErrNotReplayable.Error()+": ")
+		return apierr.New(apierr.AdminConflict, "dead letter "+seq+" cannot be replayed: "+why)
 	}
 	return internal("dead letter "+seq, err)
 }
@@ -179,9 +181,12 @@ type ReplayJob struct {
 	Replayed        int        `json:"replayed"`         // revived by this job
 	AlreadyReplayed int        `json:"already_replayed"` // revived by someone else first
 	Failed          int        `json:"failed"`
-	Errors          []string   `json:"errors,omitempty"` // the first few failures
-	StartedAt       time.Time  `json:"started_at"`
-	FinishedAt      *time.Time `json:"finished_at,omitempty"`
+	// Truncated: the job stopped at the bulk limit (MaxBulkReplay); letters may be
+	// left, and running it again replays them.
+	Truncated  bool       `json:"truncated,omitempty"`
+	Errors     []string   `json:"errors,omitempty"` // the first few failures
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }
 
 // replayJobs runs bulk replays in the background and keeps their progress.
@@ -266,7 +271,11 @@ func (j *replayJobs) run(job *ReplayJob, f deliver.LetterFilter) {
 				}
 			}
 		})
-		return j.ctx.Err() == nil && job.Matched < j.s.cfg.MaxBulkReplay
+		if job.Matched >= j.s.cfg.MaxBulkReplay {
+			update(func() { job.Truncated = true })
+			return false
+		}
+		return j.ctx.Err() == nil
 	})
 	now := j.s.cfg.Clock.Now().UTC()
 	update(func() {

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,7 +144,39 @@ func TestDeadLetterRoutes(t *testing.T) {
 	if l.Seq == 1 {
 		other = 2
 	}
-	e.do("POST", fmt.Sprintf("/v1/deadletters/%d/replay", other), nil).wantError(t, http.StatusConflict, "ADMIN_CONFLICT")
+	gone := e.do("POST", fmt.Sprintf("/v1/deadletters/%d/replay", other), nil).wantError(t, http.StatusConflict, "ADMIN_CONFLICT")
+	if msg := gone.Error.Message; strings.Count(msg, "cannot be replayed") != 1 || !strings.Contains(msg, "acme-orders was deleted") {
+		t.Errorf("message %q; want the reason once", msg)
+	}
+}
+
+// TestBulkReplayLimit: a job stops at MaxBulkReplay and says it was truncated; the
+// next job replays the rest.
+func TestBulkReplayLimit(t *testing.T) {
+	e := newEnvWith(t, func(c *admin.Config) { c.MaxBulkReplay = 2 })
+	m := newMerchant(t, func(string) int { return http.StatusGone })
+	if a := e.do("POST", "/v1/endpoints", endpointJSON("acme-orders", m.srv.URL)); a.status != 201 {
+		t.Fatalf("create = %d %s", a.status, a.body)
+	}
+	e.killAll(m, "evt", 3)
+	e.waitLetters(3)
+	e.clock.Advance(time.Hour)
+	run := func() admin.ReplayJob {
+		t.Helper()
+		var j admin.ReplayJob
+		e.do("POST", "/v1/deadletters/replay", map[string]any{"endpoint": "acme-orders"}).decode(t, &j)
+		for j.State == "running" {
+			time.Sleep(5 * time.Millisecond)
+			e.do("GET", "/v1/replays/"+j.ID, nil).decode(t, &j)
+		}
+		return j
+	}
+	if j := run(); j.State != "done" || j.Replayed != 2 || !j.Truncated {
+		t.Errorf("first job = %+v; want 2 replayed, truncated", j)
+	}
+	if j := run(); j.State != "done" || j.Replayed != 1 || j.Truncated {
+		t.Errorf("second job = %+v; want the last one replayed, not truncated", j)
+	}
 }
 
 // TestBulkReplay: 10,000 dead letters replayed by filter into a merchant that now

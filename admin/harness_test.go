@@ -47,6 +47,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with change applied to the admin API's config.
+func newEnvWith(t *testing.T, change func(*admin.Config)) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &env{t: t, ctx: ctx, nats: testenv.NewNATS(t), clock: clock.NewFake(t0)}
 	rd := testenv.NewRedis(t)
@@ -81,7 +87,11 @@ func newEnv(t *testing.T) *env {
 	must(t, err)
 	events, err := deliver.NewEvents(ctx, deliver.EventsConfig{JS: e.nats.JS, Topology: e.nats.Topo, Index: index, Schedule: e.store, Endpoints: e.endpoints})
 	must(t, err)
-	srv, err := admin.New(admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Clock: e.clock})
+	acfg := admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Clock: e.clock}
+	if change != nil {
+		change(&acfg)
+	}
+	srv, err := admin.New(acfg)
 	must(t, err)
 	e.api = httptest.NewServer(srv)
 	var wg sync.WaitGroup

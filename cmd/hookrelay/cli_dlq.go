@@ -487,6 +487,9 @@ func replayAll(ctx context.Context, cmd *cliCommand, f map[string]string, dryRun
 		for _, e := range job.Errors {
 			fmt.Fprintln(stdout, "  "+e)
 		}
+		if job.Truncated {
+			fmt.Fprintln(stdout, "  stopped at the server's bulk limit; run the same replay again for the rest")
+		}
 	}
 	switch {
 	case job.State != "done":
