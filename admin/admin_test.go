@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,9 +160,7 @@ func TestEndpoints(t *testing.T) {
 func TestRotateSecret(t *testing.T) {
 	e := newEnv(t)
 	m := newMerchant(t, func(string) int { return 200 })
-	if a := e.do("POST", "/v1/endpoints", endpointJSON("acme-orders", m.srv.URL)); a.status != 201 {
-		t.Fatalf("create = %d %s", a.status, a.body)
-	}
+	e.createEndpoint(endpointJSON("acme-orders", m.srv.URL))
 	e.do("POST", "/v1/endpoints/acme-orders/rotate-secret", map[string]any{"grace": "forever"}).
 		wantError(t, http.StatusBadRequest, "ADMIN_INVALID_FIELD")
 	e.do("POST", "/v1/endpoints/nobody/rotate-secret", nil).wantError(t, http.StatusNotFound, "ADMIN_NOT_FOUND")
@@ -201,5 +200,37 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5 s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lagging is a live endpoint set that shows each endpoint only some calls after it
+// was stored, like a watch that has not caught up yet.
+type lagging struct {
+	real  admin.LiveEndpoints
+	mu    sync.Mutex
+	calls int
+}
+
+func (l *lagging) Get(id string) (deliver.Endpoint, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	if l.calls%10 != 0 { // nine calls in ten: the old view
+		return deliver.Endpoint{}, false
+	}
+	return l.real.Get(id)
+}
+
+// TestChangesAnsweredWhenLive: create answers only once the live endpoint set (what
+// fan-out routes by) has the endpoint, so an event published after the answer reaches it.
+func TestChangesAnsweredWhenLive(t *testing.T) {
+	var live *lagging
+	e := newEnvWith(t, func(c *admin.Config) { live = &lagging{real: c.Live}; c.Live = live })
+	e.createEndpoint(endpointJSON("acme-orders", "https://acme.example/hooks"))
+	live.mu.Lock()
+	calls := live.calls
+	live.mu.Unlock()
+	if calls < 10 {
+		t.Errorf("answered after %d looks at the live set, want it waited for the tenth", calls)
 	}
 }

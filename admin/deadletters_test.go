@@ -61,9 +61,7 @@ func (e *env) waitLetters(n uint64) {
 func TestDeadLetterRoutes(t *testing.T) {
 	e := newEnv(t)
 	m := newMerchant(t, func(string) int { return http.StatusGone })
-	if a := e.do("POST", "/v1/endpoints", endpointJSON("acme-orders", m.srv.URL)); a.status != 201 {
-		t.Fatalf("create = %d %s", a.status, a.body)
-	}
+	e.createEndpoint(endpointJSON("acme-orders", m.srv.URL))
 	ids := e.killAll(m, "evt", 3)
 	e.waitLetters(3)
 
@@ -155,9 +153,7 @@ func TestDeadLetterRoutes(t *testing.T) {
 func TestBulkReplayLimit(t *testing.T) {
 	e := newEnvWith(t, func(c *admin.Config) { c.MaxBulkReplay = 2 })
 	m := newMerchant(t, func(string) int { return http.StatusGone })
-	if a := e.do("POST", "/v1/endpoints", endpointJSON("acme-orders", m.srv.URL)); a.status != 201 {
-		t.Fatalf("create = %d %s", a.status, a.body)
-	}
+	e.createEndpoint(endpointJSON("acme-orders", m.srv.URL))
 	e.killAll(m, "evt", 3)
 	e.waitLetters(3)
 	e.clock.Advance(time.Hour)
@@ -191,9 +187,7 @@ func TestBulkReplay(t *testing.T) {
 	m := newMerchant(t, func(string) int { return http.StatusGone })
 	body := endpointJSON("acme-orders", m.srv.URL)
 	body["max_in_flight"] = 256
-	if a := e.do("POST", "/v1/endpoints", body); a.status != 201 {
-		t.Fatalf("create = %d %s", a.status, a.body)
-	}
+	e.createEndpoint(body)
 	start := time.Now()
 	ids := e.killAll(m, "evt", n)
 	e.waitLetters(uint64(n))

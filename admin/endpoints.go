@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -188,6 +189,7 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) *apierr.
 	if err != nil {
 		return endpointError(e.ID, err)
 	}
+	s.awaitLive(r.Context(), created.ID, &created.UpdatedAt)
 	s.log.Info("endpoint created", zap.String("endpoint", created.ID))
 	w.Header().Set("Location", "/v1/endpoints/"+created.ID)
 	writeJSON(w, http.StatusCreated, viewEndpoint(created, true))
@@ -219,6 +221,7 @@ func (s *Server) updateEndpoint(w http.ResponseWriter, r *http.Request) *apierr.
 	if err != nil {
 		return endpointError(id, err)
 	}
+	s.awaitLive(r.Context(), id, &updated.UpdatedAt)
 	s.log.Info("endpoint updated", zap.String("endpoint", id))
 	writeJSON(w, http.StatusOK, viewEndpoint(updated, false))
 	return nil
@@ -231,6 +234,7 @@ func (s *Server) deleteEndpoint(w http.ResponseWriter, r *http.Request) *apierr.
 	if err := s.cfg.Endpoints.Delete(r.Context(), id); err != nil {
 		return endpointError(id, err)
 	}
+	s.awaitLive(r.Context(), id, nil)
 	s.log.Info("endpoint deleted", zap.String("endpoint", id))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -283,7 +287,37 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) *apierr.Er
 	if err != nil {
 		return endpointError(id, err)
 	}
+	s.awaitLive(r.Context(), id, &updated.UpdatedAt)
 	s.log.Info("endpoint secret rotated", zap.String("endpoint", id))
 	writeJSON(w, http.StatusOK, viewEndpoint(updated, true))
 	return nil
+}
+
+// liveWait bounds how long a change waits to show in the live endpoint set.
+const liveWait = 3 * time.Second
+
+// awaitLive waits until the live endpoint set shows endpoint id as stored at updated
+// (nil: deleted), so the answer means the change is in effect in this process. The
+// change is stored either way; after liveWait it is answered regardless (the watch
+// applies it moments later).
+func (s *Server) awaitLive(ctx context.Context, id string, updated *time.Time) {
+	if s.cfg.Live == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, liveWait)
+	defer cancel()
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		e, ok := s.cfg.Live.Get(id)
+		if (updated == nil && !ok) || (updated != nil && ok && !e.UpdatedAt.Before(*updated)) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("endpoint change not yet live", zap.String("endpoint", id))
+			return
+		case <-t.C:
+		}
+	}
 }

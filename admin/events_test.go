@@ -74,9 +74,7 @@ func TestEvents(t *testing.T) {
 		}
 		return 200
 	})
-	if a := e.do("POST", "/v1/endpoints", endpointJSON("acme-orders", m.srv.URL)); a.status != 201 {
-		t.Fatalf("create = %d %s", a.status, a.body)
-	}
+	e.createEndpoint(endpointJSON("acme-orders", m.srv.URL))
 	e.publishRef("evt_p1", "payment.pending", "acme-maya", "6319921")
 	e.publishRef("evt_other", "payment.succeeded", "acme-maya", "777")
 	e.publishRef("evt_p2", "payment.succeeded", "acme-maya", "6319921")

@@ -87,7 +87,7 @@ func newEnvWith(t *testing.T, change func(*admin.Config)) *env {
 	must(t, err)
 	events, err := deliver.NewEvents(ctx, deliver.EventsConfig{JS: e.nats.JS, Topology: e.nats.Topo, Index: index, Schedule: e.store, Endpoints: e.endpoints})
 	must(t, err)
-	acfg := admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Clock: e.clock}
+	acfg := admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Live: e.set, Clock: e.clock}
 	if change != nil {
 		change(&acfg)
 	}
@@ -189,6 +189,17 @@ func (e *env) doAs(tok, method, path string, body any) answer {
 func (e *env) do(method, path string, body any) answer {
 	e.t.Helper()
 	return e.doAs(token, method, path, body)
+}
+
+// createEndpoint creates an endpoint through the API. The answer comes once fan-out's
+// live set has it (admin.Config.Live), so events published after it are routed to it.
+func (e *env) createEndpoint(body map[string]any) {
+	e.t.Helper()
+	if a := e.do("POST", "/v1/endpoints", body); a.status != http.StatusCreated {
+		e.t.Fatalf("create endpoint = %d %s", a.status, a.body)
+	}
+	id, _ := body["id"].(string)
+	waitFor(e.t, func() bool { _, ok := e.set.Get(id); return ok }) // as the real set sees it
 }
 
 // publish stores an event on HOOKRELAY_EVENTS as ingest does.

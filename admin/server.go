@@ -31,6 +31,10 @@ type Config struct {
 	Endpoints *deliver.EndpointStore
 	Letters   *deliver.DeadLetterStore
 	Events    *deliver.Events
+	// Live, when set, is this process's live copy of the endpoints (fan-out routes with
+	// it): endpoint changes are answered once it shows them (at most a few seconds), so
+	// an event published after the answer is routed by the new settings here.
+	Live LiveEndpoints
 	// Ready reports whether NATS and Redis answer (GET /readyz); nil means ready.
 	Ready func(ctx context.Context) error
 	// MaxBulkReplay bounds how many letters one bulk replay job may take; default 100,000.
@@ -38,6 +42,13 @@ type Config struct {
 	Clock         clock.Clock
 	Logger        *zap.Logger
 }
+
+// LiveEndpoints is the live endpoint set: *deliver.EndpointSet.
+type LiveEndpoints interface {
+	Get(id string) (deliver.Endpoint, bool)
+}
+
+var _ LiveEndpoints = (*deliver.EndpointSet)(nil)
 
 // Server is the admin API's http.Handler.
 type Server struct {

@@ -147,6 +147,7 @@ type delivery struct {
 	store     *schedule.Store
 	sched     *schedule.Scheduler
 	index     *deliver.EventIndex
+	set       *deliver.EndpointSet
 }
 
 // startDelivery seeds the configured endpoints, then runs fan-out, the schedule loop
@@ -216,7 +217,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (
 	}
 	go func() { wg.Wait(); sender.Close(); store.Close(); close(done) }()
 	log.Info("delivering to merchant endpoints", zap.Int("endpoints", len(set.All())), zap.Int("max_attempts", store.Policy().MaxAttempts()))
-	return &delivery{done: done, endpoints: endpoints, store: store, sched: sched, index: index}, nil
+	return &delivery{done: done, endpoints: endpoints, store: store, sched: sched, index: index, set: set}, nil
 }
 
 // adminServer is the on-call API and its listener's server.
@@ -242,7 +243,7 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, log *za
 		return nil, nil, err
 	}
 	api, err := admin.New(admin.Config{
-		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Logger: log,
+		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Live: dl.set, Logger: log,
 		Ready: func(ctx context.Context) error {
 			if s := d.nc.Status(); s != nats.CONNECTED {
 				return fmt.Errorf("nats %s", s)
