@@ -18,6 +18,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/admin"
 	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/ingest"
 	"github.com/hookrelay/hookrelay/internal/clock"
 	"github.com/hookrelay/hookrelay/internal/natsx"
 	"github.com/hookrelay/hookrelay/internal/rkeys"
@@ -43,7 +44,10 @@ type env struct {
 	endpoints *deliver.EndpointStore
 	set       *deliver.EndpointSet
 	api       *httptest.Server
+	ingest    *ingest.Handler // the provider receiver (source acme-maya, token mayaToken)
 }
+
+const mayaToken = "maya-token-for-tests-0123"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -87,7 +91,16 @@ func newEnvWith(t *testing.T, change func(*admin.Config)) *env {
 	must(t, err)
 	events, err := deliver.NewEvents(ctx, deliver.EventsConfig{JS: e.nats.JS, Topology: e.nats.Topo, Index: index, Schedule: e.store, Endpoints: e.endpoints})
 	must(t, err)
-	acfg := admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Live: e.set, Clock: e.clock}
+	marker := ingest.NewRedisMarker(rd.Client, rkeys.Keyspace{Prefix: rd.Prefix})
+	t.Cleanup(marker.Close)
+	e.ingest, err = ingest.New(ingest.Config{
+		Sources:  []ingest.Source{{ID: "acme-maya", Provider: "paymaya", Merchant: "acme", Token: mayaToken}},
+		Topology: e.nats.Topo, Clock: e.clock,
+	}, e.nats.JS, marker)
+	must(t, err)
+	quarantine, err := ingest.NewQuarantine(ctx, e.nats.JS, e.ingest)
+	must(t, err)
+	acfg := admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Rejected: quarantine, Live: e.set, Clock: e.clock}
 	if change != nil {
 		change(&acfg)
 	}

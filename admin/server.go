@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/ingest"
 	"github.com/hookrelay/hookrelay/internal/apierr"
 	"github.com/hookrelay/hookrelay/internal/clock"
 )
@@ -31,6 +32,8 @@ type Config struct {
 	Endpoints *deliver.EndpointStore
 	Letters   *deliver.DeadLetterStore
 	Events    *deliver.Events
+	// Rejected, when set, serves the quarantined provider requests (/v1/rejected).
+	Rejected *ingest.Quarantine
 	// Live, when set, is this process's live copy of the endpoints (fan-out routes with
 	// it): endpoint changes are answered once it shows them (at most a few seconds), so
 	// an event published after the answer is routed by the new settings here.
@@ -100,6 +103,12 @@ func (s *Server) routes() {
 		"/v1/events":                       {http.MethodGet: s.listEvents},
 		"/v1/events/{id}":                  {http.MethodGet: s.getEvent},
 		"/v1/events/{id}/deliveries":       {http.MethodGet: s.getEventDeliveries},
+	}
+	if s.cfg.Rejected != nil {
+		table["/v1/rejected"] = map[string]handlerFunc{http.MethodGet: s.listRejected}
+		table["/v1/rejected/{seq}"] = map[string]handlerFunc{http.MethodGet: s.getRejected}
+		table["/v1/rejected/{seq}/reprocess"] = map[string]handlerFunc{http.MethodPost: s.reprocessRejected}
+		table["/v1/rejected/reprocess"] = map[string]handlerFunc{http.MethodPost: s.reprocessAllRejected}
 	}
 	for path, methods := range table {
 		s.mux.Handle(path, s.authed(methods))

@@ -88,11 +88,6 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	if err != nil {
 		return err
 	}
-	adminSrv, adminLn, err := startAdmin(ctx, cfg, deps, dl, log)
-	if err != nil {
-		return err
-	}
-	defer adminSrv.close()
 	ic, err := cfg.ingestConfig()
 	if err != nil {
 		return err
@@ -104,6 +99,11 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	if err != nil {
 		return err
 	}
+	adminSrv, adminLn, err := startAdmin(ctx, cfg, deps, dl, h, log)
+	if err != nil {
+		return err
+	}
+	defer adminSrv.close()
 	srv := ingest.NewServer(cfg.Listen, h)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -230,7 +230,7 @@ func (a *adminServer) close() { a.api.Close() }
 
 // startAdmin builds the admin API (SPEC §8) and listens on admin.listen; Serve is the
 // caller's.
-func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, log *zap.Logger) (*adminServer, net.Listener, error) {
+func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *ingest.Handler, log *zap.Logger) (*adminServer, net.Listener, error) {
 	topo := natsx.Topology{}
 	letters, err := deliver.NewDeadLetterStore(ctx, deliver.DeadLetterConfig{
 		JS: d.js, Topology: topo, Schedule: dl.store, Endpoints: dl.endpoints, Notify: dl.sched,
@@ -242,8 +242,13 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, log *za
 	if err != nil {
 		return nil, nil, err
 	}
+	quarantine, err := ingest.NewQuarantine(ctx, d.js, h)
+	if err != nil {
+		return nil, nil, err
+	}
 	api, err := admin.New(admin.Config{
-		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Live: dl.set, Logger: log,
+		Rejected: quarantine,
+		Token:    cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Live: dl.set, Logger: log,
 		Ready: func(ctx context.Context) error {
 			if s := d.nc.Status(); s != nats.CONNECTED {
 				return fmt.Errorf("nats %s", s)
