@@ -31,6 +31,9 @@ func TestAuth(t *testing.T) {
 		{"POST", "/v1/endpoints/x/rotate-secret"},
 		{"GET", "/v1/deadletters"}, {"GET", "/v1/deadletters/1"}, {"POST", "/v1/deadletters/1/replay"},
 		{"POST", "/v1/deadletters/replay"}, {"GET", "/v1/replays/rpl_x"},
+		{"GET", "/v1/events"}, {"GET", "/v1/events/evt_x"}, {"GET", "/v1/events/evt_x/deliveries"},
+		{"GET", "/v1/rejected"}, {"GET", "/v1/rejected/1"}, {"POST", "/v1/rejected/1/reprocess"},
+		{"POST", "/v1/rejected/reprocess"}, {"POST", "/v1/redrive"},
 	}
 	for _, r := range routes {
 		t.Run(r.method+" "+r.path, func(t *testing.T) {

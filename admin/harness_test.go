@@ -44,6 +44,7 @@ type env struct {
 	endpoints *deliver.EndpointStore
 	set       *deliver.EndpointSet
 	api       *httptest.Server
+	redis     *testenv.Redis
 	ingest    *ingest.Handler // the provider receiver (source acme-maya, token mayaToken)
 }
 
@@ -60,6 +61,7 @@ func newEnvWith(t *testing.T, change func(*admin.Config)) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &env{t: t, ctx: ctx, nats: testenv.NewNATS(t), clock: clock.NewFake(t0)}
 	rd := testenv.NewRedis(t)
+	e.redis = rd
 	must(t, natsx.EnsureStreams(ctx, e.nats.JS, e.nats.Topo, natsx.StreamConfig{}))
 	var err error
 	e.store, err = schedule.NewStore(rd.Client, schedule.StoreConfig{Keys: rkeys.Keyspace{Prefix: rd.Prefix}})
@@ -100,7 +102,12 @@ func newEnvWith(t *testing.T, change func(*admin.Config)) *env {
 	must(t, err)
 	quarantine, err := ingest.NewQuarantine(ctx, e.nats.JS, e.ingest)
 	must(t, err)
-	acfg := admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Rejected: quarantine, Live: e.set, Clock: e.clock}
+	redriver, err := deliver.NewRedriver(ctx, deliver.RedriveConfig{
+		JS: e.nats.JS, Topology: e.nats.Topo, Endpoints: e.set, Schedule: e.store, Index: index, Notify: e.sched, Clock: e.clock,
+	})
+	must(t, err)
+	acfg := admin.Config{Token: token, Endpoints: e.endpoints, Letters: letters, Events: events, Rejected: quarantine,
+		Redrive: redriver, Live: e.set, Clock: e.clock}
 	if change != nil {
 		change(&acfg)
 	}

@@ -34,6 +34,8 @@ type Config struct {
 	Events    *deliver.Events
 	// Rejected, when set, serves the quarantined provider requests (/v1/rejected).
 	Rejected *ingest.Quarantine
+	// Redrive, when set, serves POST /v1/redrive.
+	Redrive *deliver.Redriver
 	// Live, when set, is this process's live copy of the endpoints (fan-out routes with
 	// it): endpoint changes are answered once it shows them (at most a few seconds), so
 	// an event published after the answer is routed by the new settings here.
@@ -109,6 +111,9 @@ func (s *Server) routes() {
 		table["/v1/rejected/{seq}"] = map[string]handlerFunc{http.MethodGet: s.getRejected}
 		table["/v1/rejected/{seq}/reprocess"] = map[string]handlerFunc{http.MethodPost: s.reprocessRejected}
 		table["/v1/rejected/reprocess"] = map[string]handlerFunc{http.MethodPost: s.reprocessAllRejected}
+	}
+	if s.cfg.Redrive != nil {
+		table["/v1/redrive"] = map[string]handlerFunc{http.MethodPost: s.redrive}
 	}
 	for path, methods := range table {
 		s.mux.Handle(path, s.authed(methods))

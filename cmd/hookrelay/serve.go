@@ -246,9 +246,15 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 	if err != nil {
 		return nil, nil, err
 	}
+	redriver, err := deliver.NewRedriver(ctx, deliver.RedriveConfig{
+		JS: d.js, Topology: topo, Endpoints: dl.set, Schedule: dl.store, Index: dl.index, Notify: dl.sched,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
 	api, err := admin.New(admin.Config{
-		Rejected: quarantine,
-		Token:    cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Live: dl.set, Logger: log,
+		Rejected: quarantine, Redrive: redriver,
+		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Live: dl.set, Logger: log,
 		Ready: func(ctx context.Context) error {
 			if s := d.nc.Status(); s != nats.CONNECTED {
 				return fmt.Errorf("nats %s", s)
