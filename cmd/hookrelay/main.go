@@ -4,8 +4,12 @@
 //	hookrelay serve [--config FILE] [--listen ADDR] [--nats-url URL] [--redis-url URL]
 //	hookrelay endpoints list|show|create|enable|disable|delete|rotate-secret …
 //	hookrelay dlq list|show|replay …
+//	hookrelay events find|show …
+//	hookrelay deliveries show EVENT_ID
+//	hookrelay rejected list|show|reprocess …
+//	hookrelay redrive --since T [--endpoint ID] [--yes]
 //
-// endpoints and dlq are the on-call commands: they call the admin API at --admin-url
+// All but serve are the on-call commands: they call the admin API at --admin-url
 // (env HOOKRELAY_ADMIN_URL) with the token in HOOKRELAY_ADMIN_TOKEN.
 package main
 
@@ -57,13 +61,17 @@ commands:
   serve       run the receivers (everything embedded with no configuration)
   endpoints   list, show, create, enable, disable, delete merchant endpoints, rotate their secrets
   dlq         list, show and replay dead letters
+  events      find stored events (by the merchant's reference), show one with its deliveries
+  deliveries  show an event's delivery to each endpoint, attempt by attempt
+  rejected    list, show and reprocess provider requests the parser refused
+  redrive     schedule again the deliveries Redis forgot, from a time
   version     print the version
 
-endpoints and dlq call the admin API at --admin-url (env HOOKRELAY_ADMIN_URL, default
+All but serve call the admin API at --admin-url (env HOOKRELAY_ADMIN_URL, default
 http://127.0.0.1:8081) with the token in the environment variable HOOKRELAY_ADMIN_TOKEN.
 
-run 'hookrelay serve -h' for serve's flags, 'hookrelay endpoints help' or 'hookrelay dlq help'
-for their actions, and e.g. 'hookrelay dlq list -h' for an action's flags.`
+run 'hookrelay serve -h' for serve's flags, 'hookrelay <command> help' (e.g. 'hookrelay
+dlq help') for a command's actions, and e.g. 'hookrelay dlq list -h' for an action's flags.`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -77,6 +85,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEndpoints(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, args[1:], stdout, stderr)
+	case "events":
+		return runEvents(ctx, args[1:], stdout, stderr)
+	case "deliveries":
+		return runDeliveries(ctx, args[1:], stdout, stderr)
+	case "rejected":
+		return runRejected(ctx, args[1:], stdout, stderr)
+	case "redrive":
+		return runRedrive(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "hookrelay", version)
 		return nil

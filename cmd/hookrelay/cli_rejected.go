@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hookrelay/hookrelay/ingest"
+)
+
+const rejectedUsage = `usage: hookrelay rejected <action> [flags]
+
+actions:
+  list [--source S] [--limit 50] [--cursor C]
+                     provider requests the parser refused (kept as sent), oldest first
+  show SEQ           one rejected request: why, its headers and its body
+  reprocess SEQ      run it through today's parser; stored when it is accepted now
+                     (exit 1 when it is still rejected)
+  reprocess --all --source S
+                     the same for every kept request of source S (exit 1 when any
+                     is still rejected)
+
+Every action takes --admin-url URL (env HOOKRELAY_ADMIN_URL, default
+http://127.0.0.1:8081), --json (the API's JSON, for scripts) and --timeout 30s.
+The admin token is read from HOOKRELAY_ADMIN_TOKEN.`
+
+func runRejected(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, rejectedUsage)
+		return usageError{"rejected: no action given"}
+	}
+	switch args[0] {
+	case "list", "ls":
+		return rejectedList(ctx, args[1:], stdout, stderr)
+	case "show", "get":
+		return rejectedShow(ctx, args[1:], stdout, stderr)
+	case "reprocess":
+		return rejectedReprocess(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, rejectedUsage)
+		return nil
+	default:
+		fmt.Fprintln(stderr, rejectedUsage)
+		return usageError{fmt.Sprintf("rejected: unknown action %q", args[0])}
+	}
+}
+
+func rejectedSeqArg(name, v string) (uint64, error) {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, usageError{fmt.Sprintf("%s: %q is not a rejected request's SEQ (a whole number, as 'hookrelay rejected list' shows)", name, v)}
+	}
+	return n, nil
+}
+
+func rejectedPath(seq uint64) string { return "/v1/rejected/" + strconv.FormatUint(seq, 10) }
+
+func rejectedList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCLICommand("rejected list", "hookrelay rejected list [--source S] [--limit 50] [--cursor C] [flags]", stderr)
+	source := cmd.fs.String("source", "", "only this source's requests, e.g. acme-maya")
+	limit := cmd.fs.Int("limit", 50, "print at most this many requests")
+	cursor := cmd.fs.String("cursor", "", "continue a list from where an earlier one stopped")
+	if _, err := cmd.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if *limit < 1 {
+		return usageError{"rejected list: --limit must be at least 1"}
+	}
+	src := strings.TrimSpace(*source)
+	c, err := cmd.client()
+	if err != nil {
+		return err
+	}
+	var raws []json.RawMessage
+	next := *cursor
+	for {
+		q := url.Values{"limit": {strconv.Itoa(min(*limit-len(raws), 1000))}}
+		if src != "" {
+			q.Set("source", src)
+		}
+		if next != "" {
+			q.Set("cursor", next)
+		}
+		var page struct {
+			Items      []json.RawMessage `json:"items"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/v1/rejected?"+q.Encode(), nil, &page); err != nil {
+			return err
+		}
+		raws = append(raws, page.Items...)
+		next = page.NextCursor
+		if next == "" || len(raws) >= *limit || len(page.Items) == 0 {
+			break
+		}
+	}
+	if cmd.json {
+		out := struct {
+			Items      []json.RawMessage `json:"items"`
+			NextCursor string            `json:"next_cursor,omitempty"`
+		}{Items: raws, NextCursor: next}
+		if out.Items == nil {
+			out.Items = []json.RawMessage{}
+		}
+		return printJSON(stdout, out)
+	}
+	if len(raws) == 0 {
+		fmt.Fprintln(stdout, "no rejected requests")
+		return nil
+	}
+	tw := newTable(stdout)
+	fmt.Fprintln(tw, "SEQ\tRECEIVED AT\tPROVIDER\tSOURCE\tCODE\tMESSAGE")
+	for _, raw := range raws {
+		var r ingest.Rejection
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("rejected request in the list: %w", err)
+		}
+		code, msg := "-", "-"
+		if r.Error != nil {
+			code, msg = orDash(string(r.Error.Code)), orDash(snippet(rejectionMessage(r), 80))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Seq, fmtTime(r.ReceivedAt.Time), orDash(r.Provider), orDash(r.Source), code, msg)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		more := []string{"hookrelay", "rejected", "list"}
+		if src != "" {
+			more = append(more, "--source", src)
+		}
+		more = append(more, "--cursor", next)
+		fmt.Fprintf(stdout, "\n%d shown; more may be kept: %s (or a bigger --limit)\n", len(raws), strings.Join(more, " "))
+	}
+	return nil
+}
+
+// rejectionMessage is the parser's message with the fields it names, for a table.
+func rejectionMessage(r ingest.Rejection) string {
+	msg := r.Error.Message
+	var fields []string
+	for _, f := range r.Error.FieldErrors {
+		fields = append(fields, f.Field+": "+f.Error)
+	}
+	if len(fields) > 0 {
+		msg += " (" + strings.Join(fields, "; ") + ")"
+	}
+	return msg
+}
+
+func rejectedShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCLICommand("rejected show", "hookrelay rejected show SEQ [flags]", stderr)
+	pos, err := cmd.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	seq, err := rejectedSeqArg("rejected show", pos[0])
+	if err != nil {
+		return err
+	}
+	c, err := cmd.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, rejectedPath(seq), nil, &raw); err != nil {
+		return err
+	}
+	if cmd.json {
+		return printRaw(stdout, raw)
+	}
+	var r ingest.Rejection
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return err
+	}
+	return printRejection(stdout, r)
+}
+
+func printRejection(w io.Writer, r ingest.Rejection) error {
+	k := newKV(w)
+	k.add("seq", "%d", r.Seq)
+	k.add("received at", "%s", fmtTime(r.ReceivedAt.Time))
+	k.add("provider", "%s", orDash(r.Provider))
+	k.add("source", "%s (merchant %s)", orDash(r.Source), orDash(r.Merchant))
+	target := r.Method + " " + r.Path
+	if r.Query != "" {
+		target += "?" + r.Query
+	}
+	k.add("request", "%s", target)
+	k.add("from", "%s", orDash(r.RemoteAddr))
+	if r.Error != nil {
+		k.add("rejected", "%s: %s", r.Error.Code, r.Error.Message)
+		for _, f := range r.Error.FieldErrors {
+			k.add("  "+f.Field, "%s", f.Error)
+		}
+		if len(r.Error.FieldErrors) == 0 {
+			for _, d := range r.Error.Details {
+				k.add("  detail", "%s", d)
+			}
+		}
+	}
+	k.add("reprocess", "hookrelay rejected reprocess %d (once the parser accepts it)", r.Seq)
+	if err := k.flush(); err != nil {
+		return err
+	}
+	if len(r.Header) > 0 {
+		fmt.Fprintln(w, "\nheaders (credentials removed):")
+		names := make([]string, 0, len(r.Header))
+		for name := range r.Header {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			for _, v := range r.Header[name] {
+				fmt.Fprintf(w, "  %s: %s\n", name, v)
+			}
+		}
+	}
+	fmt.Fprintf(w, "\nbody (%s, as sent):\n", plural(len(r.Body), "byte", "bytes"))
+	if r.Body == "" {
+		return nil
+	}
+	if _, err := io.WriteString(w, r.Body); err != nil {
+		return err
+	}
+	if !strings.HasSuffix(r.Body, "\n") {
+		_, err := io.WriteString(w, "\n")
+		return err
+	}
+	return nil
+}
+
+func rejectedReprocess(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCLICommand("rejected reprocess", "hookrelay rejected reprocess SEQ | hookrelay rejected reprocess --all --source S [flags]", stderr)
+	all := cmd.fs.Bool("all", false, "reprocess every kept request of --source")
+	source := cmd.fs.String("source", "", "with --all: the source whose requests are reprocessed (required)")
+	pos, err := cmd.parse(args, 0, 1)
+	if err != nil {
+		return err
+	}
+	if !*all {
+		if len(pos) == 0 {
+			cmd.fs.Usage()
+			return usageError{"rejected reprocess: give a SEQ, or --all --source S"}
+		}
+		if cmd.isSet("source") {
+			return usageError{"rejected reprocess: --source goes with --all"}
+		}
+		seq, err := rejectedSeqArg("rejected reprocess", pos[0])
+		if err != nil {
+			return err
+		}
+		return reprocessOne(ctx, cmd, seq, stdout)
+	}
+	if len(pos) > 0 {
+		return usageError{"rejected reprocess: give a SEQ or --all, not both"}
+	}
+	src := strings.TrimSpace(*source)
+	if src == "" {
+		cmd.fs.Usage()
+		return usageError{"rejected reprocess --all: --source required (one source at a time)"}
+	}
+	return reprocessAll(ctx, cmd, src, stdout)
+}
+
+func reprocessOne(ctx context.Context, cmd *cliCommand, seq uint64, stdout io.Writer) error {
+	c, err := cmd.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodPost, rejectedPath(seq)+"/reprocess", nil, &raw); err != nil {
+		return err
+	}
+	var res ingest.ReprocessResult
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	if cmd.json {
+		if err := printRaw(stdout, raw); err != nil {
+			return err
+		}
+	} else {
+		switch res.Outcome {
+		case ingest.Reprocessed:
+			fmt.Fprintf(stdout, "rejected request %d reprocessed: stored as event %s; its deliveries are scheduled\n", res.Seq, res.EventID)
+		case ingest.WasDuplicate:
+			fmt.Fprintf(stdout, "rejected request %d reprocessed: duplicate, event %s was stored before (nothing new is delivered)\n", res.Seq, res.EventID)
+		case ingest.StillRejected:
+			fmt.Fprintf(stdout, "rejected request %d is still rejected by today's parser\n", res.Seq)
+		default:
+			fmt.Fprintf(stdout, "rejected request %d: outcome %s\n", res.Seq, res.Outcome)
+		}
+	}
+	if res.Outcome == ingest.StillRejected {
+		return fmt.Errorf("rejected request %d is still rejected: %s", res.Seq, parserError(res))
+	}
+	return nil
+}
+
+// parserError is why a reprocessed request is still rejected, a field a line.
+func parserError(res ingest.ReprocessResult) string {
+	if res.Error == nil {
+		return "(the server gave no reason)"
+	}
+	var b strings.Builder
+	b.WriteString(string(res.Error.Code) + ": " + res.Error.Message)
+	for _, f := range res.Error.FieldErrors {
+		fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Error)
+	}
+	if len(res.Error.FieldErrors) == 0 {
+		for _, d := range res.Error.Details {
+			b.WriteString("\n  " + d)
+		}
+	}
+	return b.String()
+}
+
+// reprocessSummary is the answer of POST /v1/rejected/reprocess.
+type reprocessSummary struct {
+	Source        string                   `json:"source"`
+	Stored        int                      `json:"stored"`
+	Duplicate     int                      `json:"duplicate"`
+	StillRejected int                      `json:"still_rejected"`
+	Results       []ingest.ReprocessResult `json:"results"`
+}
+
+// maxListedStill bounds the still-rejected requests a summary names one a line.
+const maxListedStill = 20
+
+func reprocessAll(ctx context.Context, cmd *cliCommand, source string, stdout io.Writer) error {
+	c, err := cmd.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodPost, "/v1/rejected/reprocess", map[string]string{"source": source}, &raw); err != nil {
+		return err
+	}
+	var sum reprocessSummary
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		return err
+	}
+	if cmd.json {
+		if err := printRaw(stdout, raw); err != nil {
+			return err
+		}
+	} else if len(sum.Results) == 0 {
+		fmt.Fprintf(stdout, "no rejected requests of source %s: nothing to reprocess\n", source)
+	} else {
+		fmt.Fprintf(stdout, "source %s: %s reprocessed: %s stored, %s duplicate, %s still rejected\n", source,
+			plural(len(sum.Results), "request", "requests"), commas(sum.Stored), commas(sum.Duplicate), commas(sum.StillRejected))
+		listed := 0
+		for _, res := range sum.Results {
+			if res.Outcome != ingest.StillRejected {
+				continue
+			}
+			if listed == maxListedStill {
+				fmt.Fprintf(stdout, "  … and %s more still rejected: hookrelay rejected list --source %s\n", commas(sum.StillRejected-listed), source)
+				break
+			}
+			listed++
+			fmt.Fprintf(stdout, "  %d still rejected: %s\n", res.Seq, strings.ReplaceAll(parserError(res), "\n", "\n  "))
+		}
+	}
+	if sum.StillRejected > 0 {
+		return fmt.Errorf("source %s: %s of %s still rejected", source, commas(sum.StillRejected), plural(len(sum.Results), "request", "requests"))
+	}
+	return nil
+}
