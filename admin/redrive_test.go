@@ -77,3 +77,29 @@ func TestRedriveAfterRedisLost(t *testing.T) {
 	e.do("POST", "/v1/redrive", map[string]any{"endpoint": "acme-orders"}).wantError(t, http.StatusBadRequest, "ADMIN_INVALID_FIELD")
 	e.do("POST", "/v1/redrive", map[string]any{"since": "yesterday"}).wantError(t, http.StatusBadRequest, "ADMIN_INVALID_BODY")
 }
+
+// TestRedriveTruncated: a redrive stopped at its limit says where to go on, and going
+// on from there schedules the rest.
+func TestRedriveTruncated(t *testing.T) {
+	e := newEnv(t)
+	m := newMerchant(t, func(string) int { return 200 })
+	e.createEndpoint(endpointJSON("acme-orders", m.srv.URL))
+	before := time.Now().Add(-time.Minute)
+	var ids []string
+	for i := range 20 {
+		e.publishRef(fmt.Sprintf("evt_%04d", i), "payment.succeeded", "acme-maya", "r")
+		ids = append(ids, deliver.DeliveryID(fmt.Sprintf("evt_%04d", i), "acme-orders"))
+	}
+	e.drain(ids, isDone) // fan-out is finished with them before Redis is lost
+	e.flushRedis()
+	r, err := deliver.NewRedriver(e.ctx, deliver.RedriveConfig{JS: e.nats.JS, Topology: e.nats.Topo, Endpoints: e.set, Schedule: e.store, Clock: e.clock})
+	must(t, err)
+	first, err := r.Redrive(e.ctx, before, "", 15)
+	if err != nil || first.Events != 15 || !first.Truncated || first.NextSince == nil {
+		t.Fatalf("first = %+v, %v; want 15 events, truncated, where to go on", first, err)
+	}
+	rest, err := r.Redrive(e.ctx, *first.NextSince, "", 1000)
+	if err != nil || rest.Truncated || first.Scheduled+rest.Scheduled != 20 {
+		t.Errorf("rest = %+v, %v; want the other 5 scheduled (20 in all)", rest, err)
+	}
+}

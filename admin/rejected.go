@@ -78,16 +78,20 @@ func (s *Server) reprocessRejected(w http.ResponseWriter, r *http.Request) *apie
 
 // reprocessBody is the body of POST /v1/rejected/reprocess.
 type reprocessBody struct {
-	Source string `json:"source"` // required: one source at a time
+	Source   string `json:"source"`    // required: one source at a time
+	AfterSeq uint64 `json:"after_seq"` // go on after this kept request (a truncated answer's last)
 }
 
 // reprocessSummary answers POST /v1/rejected/reprocess.
 type reprocessSummary struct {
-	Source        string                   `json:"source"`
-	Stored        int                      `json:"stored"`
-	Duplicate     int                      `json:"duplicate"`
-	StillRejected int                      `json:"still_rejected"`
-	Results       []ingest.ReprocessResult `json:"results"`
+	Source        string `json:"source"`
+	Stored        int    `json:"stored"`
+	Duplicate     int    `json:"duplicate"`
+	StillRejected int    `json:"still_rejected"`
+	// Truncated: the request stopped at its limit (10,000); Results[len-1].Seq is the
+	// cursor to go on from (after_seq).
+	Truncated bool                     `json:"truncated,omitempty"`
+	Results   []ingest.ReprocessResult `json:"results"`
 }
 
 func (s *Server) reprocessAllRejected(w http.ResponseWriter, r *http.Request) *apierr.Error {
@@ -99,11 +103,11 @@ func (s *Server) reprocessAllRejected(w http.ResponseWriter, r *http.Request) *a
 		return &apierr.Error{Code: apierr.AdminInvalidField, Message: "the request is invalid",
 			FieldErrors: []apierr.FieldError{{Field: "source", Error: "want the id of a source"}}}
 	}
-	results, err := s.cfg.Rejected.ReprocessAll(r.Context(), b.Source, maxReprocess)
+	results, more, err := s.cfg.Rejected.ReprocessAll(r.Context(), b.Source, b.AfterSeq, maxReprocess)
 	if err != nil {
 		return rejectedError("of source "+b.Source, err)
 	}
-	sum := reprocessSummary{Source: b.Source, Results: results}
+	sum := reprocessSummary{Source: b.Source, Results: results, Truncated: more}
 	if sum.Results == nil {
 		sum.Results = []ingest.ReprocessResult{}
 	}

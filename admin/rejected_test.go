@@ -117,6 +117,18 @@ func TestRejected(t *testing.T) {
 		t.Errorf("reprocess all = %d %s; want the good one a duplicate, the bad one still rejected", a.status, a.body)
 	}
 	e.do("POST", "/v1/rejected/reprocess", map[string]any{}).wantError(t, http.StatusBadRequest, "ADMIN_INVALID_FIELD")
+
+	// A reprocess-all stopped at its limit says so, and goes on after its last.
+	q, err := ingest.NewQuarantine(e.ctx, e.nats.JS, e.ingest)
+	must(t, err)
+	part, more, err := q.ReprocessAll(e.ctx, "acme-maya", 0, 1)
+	if err != nil || len(part) != 1 || !more {
+		t.Fatalf("ReprocessAll(limit 1) = %d results, more %v, %v", len(part), more, err)
+	}
+	part, more, err = q.ReprocessAll(e.ctx, "acme-maya", part[0].Seq, 1)
+	if err != nil || len(part) != 1 || part[0].Seq != bad || more {
+		t.Errorf("ReprocessAll(after) = %+v, more %v, %v; want the last one, no more", part, more, err)
+	}
 	e.drain([]string{deliver.DeliveryID(eventID, "acme-orders")}, func(schedule.StateName) bool { return true })
 	if n := len(m.requests()); n != 1 {
 		t.Errorf("merchant got %d requests in all, want 1", n)

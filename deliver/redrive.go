@@ -21,6 +21,9 @@ type RedriveResult struct {
 	Scheduled int  `json:"scheduled"` // deliveries the schedule did not know: scheduled again
 	Known     int  `json:"known"`     // deliveries the schedule knows (done, pending, dead…): left as they are
 	Truncated bool `json:"truncated,omitempty"`
+	// NextSince, when Truncated, is the stored time of the first event not read: redrive
+	// again from it for the rest.
+	NextSince *time.Time `json:"next_since,omitempty"`
 }
 
 // RedriveConfig configures a Redriver.
@@ -103,10 +106,6 @@ func (r *Redriver) Redrive(ctx context.Context, since time.Time, endpoint string
 	}
 	subject := r.cfg.Topology.EventSubject("*", "*", ">")
 	for seq <= last {
-		if res.Events == maxEvents {
-			res.Truncated = true
-			break
-		}
 		m, err := r.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
@@ -115,6 +114,11 @@ func (r *Redriver) Redrive(ctx context.Context, since time.Time, endpoint string
 			return res, fmt.Errorf("read events from %d: %w", seq, err)
 		}
 		if m.Sequence > last {
+			break
+		}
+		if res.Events == maxEvents {
+			at := m.Time.UTC()
+			res.Truncated, res.NextSince = true, &at
 			break
 		}
 		seq = m.Sequence + 1

@@ -165,12 +165,13 @@ func (q *Quarantine) reprocess(ctx context.Context, r Rejection) (ReprocessResul
 	return res, nil
 }
 
-// ReprocessAll reprocesses every kept request of source (all sources when empty), at
-// most limit, and returns each result in order.
-func (q *Quarantine) ReprocessAll(ctx context.Context, source string, limit int) ([]ReprocessResult, error) {
+// ReprocessAll reprocesses the kept requests of source (all sources when empty) after
+// sequence after, at most limit, and returns each result in order; more says the
+// limit stopped it with requests left (go on after the last result's Seq).
+func (q *Quarantine) ReprocessAll(ctx context.Context, source string, after uint64, limit int) (_ []ReprocessResult, more bool, _ error) {
 	var out []ReprocessResult
 	var ferr error
-	_, err := q.Scan(ctx, source, 0, func(r Rejection) bool {
+	next, err := q.Scan(ctx, source, after, func(r Rejection) bool {
 		res, err := q.reprocess(ctx, r)
 		if err != nil {
 			ferr = err
@@ -182,5 +183,5 @@ func (q *Quarantine) ReprocessAll(ctx context.Context, source string, limit int)
 	if err == nil {
 		err = ferr
 	}
-	return out, err
+	return out, next != 0 && err == nil, err
 }

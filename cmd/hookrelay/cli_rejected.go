@@ -328,6 +328,7 @@ type reprocessSummary struct {
 	Stored        int                      `json:"stored"`
 	Duplicate     int                      `json:"duplicate"`
 	StillRejected int                      `json:"still_rejected"`
+	Truncated     bool                     `json:"truncated,omitempty"`
 	Results       []ingest.ReprocessResult `json:"results"`
 }
 
@@ -339,12 +340,25 @@ func reprocessAll(ctx context.Context, cmd *cliCommand, source string, stdout io
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodPost, "/v1/rejected/reprocess", map[string]string{"source": source}, &raw); err != nil {
-		return err
+	// The server reprocesses up to its limit per request; go on after the last until done.
+	sum := reprocessSummary{Source: source, Results: []ingest.ReprocessResult{}}
+	var after uint64
+	for {
+		var part reprocessSummary
+		if err := c.do(ctx, http.MethodPost, "/v1/rejected/reprocess", map[string]any{"source": source, "after_seq": after}, &part); err != nil {
+			return err
+		}
+		sum.Stored += part.Stored
+		sum.Duplicate += part.Duplicate
+		sum.StillRejected += part.StillRejected
+		sum.Results = append(sum.Results, part.Results...)
+		if !part.Truncated || len(part.Results) == 0 {
+			break
+		}
+		after = part.Results[len(part.Results)-1].Seq
 	}
-	var sum reprocessSummary
-	if err := json.Unmarshal(raw, &sum); err != nil {
+	raw, err := json.Marshal(sum)
+	if err != nil {
 		return err
 	}
 	if cmd.json {
