@@ -10,10 +10,14 @@ import (
 	"github.com/hookrelay/hookrelay/deliver"
 )
 
-// flushRedis deletes every key of the test's Redis prefix: FLUSHALL for this test (a
-// shared Redis keeps other tests' keys).
+// flushRedis is FLUSHALL on the test's own Redis (miniredis); on the shared real
+// Redis, which holds other tests' keys, it deletes every key of the test's prefix.
 func (e *env) flushRedis() {
 	e.t.Helper()
+	if e.redis.Mini != nil {
+		e.redis.Mini.FlushAll()
+		return
+	}
 	ctx := context.Background()
 	keys, err := e.redis.Client.Keys(ctx, e.redis.Prefix+"*").Result()
 	must(e.t, err)
