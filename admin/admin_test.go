@@ -237,3 +237,32 @@ func TestChangesAnsweredWhenLive(t *testing.T) {
 		t.Errorf("answered after %d looks at the live set, want it waited for the tenth", calls)
 	}
 }
+
+// TestDisableHoldsEnableReleases: a delivery for an endpoint disabled through the API
+// is held (nothing sent, no attempt counted) and goes out once it is enabled again.
+func TestDisableHoldsEnableReleases(t *testing.T) {
+	e := newEnv(t)
+	m := newMerchant(t, func(string) int { return 200 })
+	e.createEndpoint(endpointJSON("acme-orders", m.srv.URL))
+	if a := e.do("PUT", "/v1/endpoints/acme-orders", map[string]any{"enabled": false}); a.status != 200 {
+		t.Fatalf("disable = %d %s", a.status, a.body)
+	}
+	e.publishRef("evt_held", "payment.succeeded", "acme-maya", "r1")
+	id := deliver.DeliveryID("evt_held", "acme-orders")
+	// Fan-out routes by the live set, which the answer to the PUT waited for: held.
+	e.drain([]string{id}, func(s schedule.StateName) bool { return s == schedule.StateHeld })
+	if n := len(m.requests()); n != 0 {
+		t.Fatalf("disabled endpoint got %d requests", n)
+	}
+	if d := e.deliveries(t, "evt_held"); d.State != schedule.StateHeld || len(d.Attempts) != 0 {
+		t.Errorf("held delivery = %+v; want held, no attempt", d)
+	}
+	e.clock.Advance(time.Hour) // held for a while (a release in the same millisecond would reuse the job's Nats-Msg-Id)
+	if a := e.do("PUT", "/v1/endpoints/acme-orders", map[string]any{"enabled": true}); a.status != 200 {
+		t.Fatalf("enable = %d %s", a.status, a.body)
+	}
+	e.drain([]string{id}, isDone)
+	if got := m.answered("evt_held"); got[200] != 1 {
+		t.Errorf("after enable the merchant answered %v, want one 200", got)
+	}
+}

@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sort"
@@ -189,7 +191,7 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) *apierr.
 	if err != nil {
 		return endpointError(e.ID, err)
 	}
-	s.awaitLive(r.Context(), created.ID, &created.UpdatedAt)
+	s.awaitLive(r.Context(), created.ID, &created)
 	s.log.Info("endpoint created", zap.String("endpoint", created.ID))
 	w.Header().Set("Location", "/v1/endpoints/"+created.ID)
 	writeJSON(w, http.StatusCreated, viewEndpoint(created, true))
@@ -221,7 +223,7 @@ func (s *Server) updateEndpoint(w http.ResponseWriter, r *http.Request) *apierr.
 	if err != nil {
 		return endpointError(id, err)
 	}
-	s.awaitLive(r.Context(), id, &updated.UpdatedAt)
+	s.awaitLive(r.Context(), id, &updated)
 	s.log.Info("endpoint updated", zap.String("endpoint", id))
 	writeJSON(w, http.StatusOK, viewEndpoint(updated, false))
 	return nil
@@ -287,7 +289,7 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) *apierr.Er
 	if err != nil {
 		return endpointError(id, err)
 	}
-	s.awaitLive(r.Context(), id, &updated.UpdatedAt)
+	s.awaitLive(r.Context(), id, &updated)
 	s.log.Info("endpoint secret rotated", zap.String("endpoint", id))
 	writeJSON(w, http.StatusOK, viewEndpoint(updated, true))
 	return nil
@@ -296,13 +298,17 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) *apierr.Er
 // liveWait bounds how long a change waits to show in the live endpoint set.
 const liveWait = 3 * time.Second
 
-// awaitLive waits until the live endpoint set shows endpoint id as stored at updated
-// (nil: deleted), so the answer means the change is in effect in this process. The
-// change is stored either way; after liveWait it is answered regardless (the watch
-// applies it moments later).
-func (s *Server) awaitLive(ctx context.Context, id string, updated *time.Time) {
+// awaitLive waits until the live endpoint set shows endpoint id exactly as stored
+// (want; nil: deleted), so the answer means the change is in effect in this process.
+// The change is stored either way; after liveWait it is answered regardless (the
+// watch applies it moments later).
+func (s *Server) awaitLive(ctx context.Context, id string, want *deliver.Endpoint) {
 	if s.cfg.Live == nil {
 		return
+	}
+	var wantJSON []byte
+	if want != nil {
+		wantJSON, _ = json.Marshal(want)
 	}
 	ctx, cancel := context.WithTimeout(ctx, liveWait)
 	defer cancel()
@@ -310,8 +316,13 @@ func (s *Server) awaitLive(ctx context.Context, id string, updated *time.Time) {
 	defer t.Stop()
 	for {
 		e, ok := s.cfg.Live.Get(id)
-		if (updated == nil && !ok) || (updated != nil && ok && !e.UpdatedAt.Before(*updated)) {
+		if want == nil && !ok {
 			return
+		}
+		if want != nil && ok {
+			if got, _ := json.Marshal(e); bytes.Equal(got, wantJSON) {
+				return
+			}
 		}
 		select {
 		case <-ctx.Done():
