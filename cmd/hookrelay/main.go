@@ -59,6 +59,7 @@ const usage = `usage: hookrelay <command> [flags]
 
 commands:
   serve       run the receivers (everything embedded with no configuration)
+  config      validate or print (secrets masked) the configuration serve would use
   endpoints   list, show, create, enable, disable, delete merchant endpoints, rotate their secrets
   dlq         list, show and replay dead letters
   events      find stored events (by the merchant's reference), show one with its deliveries
@@ -81,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "config":
+		return runConfig(ctx, args[1:], stdout, stderr)
 	case "endpoints":
 		return runEndpoints(ctx, args[1:], stdout, stderr)
 	case "dlq":
