@@ -255,15 +255,7 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 	api, err := admin.New(admin.Config{
 		Rejected: quarantine, Redrive: redriver,
 		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Live: dl.set, Logger: log,
-		Ready: func(ctx context.Context) error {
-			if s := d.nc.Status(); s != nats.CONNECTED {
-				return fmt.Errorf("nats %s", s)
-			}
-			if err := d.rdb.Ping(ctx).Err(); err != nil {
-				return fmt.Errorf("redis: %w", err)
-			}
-			return nil
-		},
+		Ready: admin.Readiness(d.nc, d.rdb),
 	})
 	if err != nil {
 		return nil, nil, err
