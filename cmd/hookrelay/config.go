@@ -187,6 +187,9 @@ func (c *Config) Validate() error {
 	if _, err := c.ingestConfig(); err != nil {
 		errs = append(errs, err)
 	}
+	if len(c.Admin.Token) < 16 {
+		errs = append(errs, fmt.Errorf("admin.token: must be at least 16 characters (is HOOKRELAY_ADMIN_TOKEN set?)"))
+	}
 	if c.NATS.URL != "" {
 		if u, err := url.Parse(c.NATS.URL); err != nil || u.Host == "" {
 			errs = append(errs, fmt.Errorf("nats.url %q: not a URL like nats://host:4222", c.NATS.URL))

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +95,48 @@ func TestConfigPrint(t *testing.T) {
 	for _, want := range []string{"listen: 0.0.0.0:9999", "nats.internal:4222", "Authorization: '***'", "acme-maya"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config print lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestProbe: 0 on a 200, an error on anything else or no answer, usage error without a URL.
+func TestProbe(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	if _, _, err := runCmd(t, "probe", srv.URL+"/readyz"); err != nil {
+		t.Errorf("probe of a 200: %v", err)
+	}
+	if _, _, err := runCmd(t, "probe", srv.URL+"/other"); err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "503") {
+		t.Errorf("probe of a 503: %v", err)
+	}
+	if _, _, err := runCmd(t, "probe", "--timeout", "200ms", "http://127.0.0.1:1/readyz"); err == nil || exitCode(err) != 1 {
+		t.Errorf("probe of nothing: %v", err)
+	}
+	if _, _, err := runCmd(t, "probe"); exitCode(err) != 2 {
+		t.Errorf("probe without a URL: %v", err)
+	}
+}
+
+// TestProductionConfig: configs/hookrelay.yaml validates once its secrets are set, and
+// refuses to start without them.
+func TestProductionConfig(t *testing.T) {
+	if _, _, err := runCmd(t, "config", "validate", "--config", "../../configs/hookrelay.yaml"); err == nil ||
+		!strings.Contains(err.Error(), "admin.token") || !strings.Contains(err.Error(), "sources[0].token") {
+		t.Errorf("without its secrets: %v; want admin.token and the source tokens named", err)
+	}
+	for k, v := range map[string]string{
+		"HOOKRELAY_ADMIN_TOKEN": "prod-admin-token-0123456789", "ACME_MAYA_TOKEN": "maya-token-0123456789",
+		"ACME_PAYTIA_TOKEN": "paytia-token-0123456789", "ACME_ORDERS_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+	} {
+		t.Setenv(k, v)
+	}
+	for _, f := range []string{"../../configs/hookrelay.yaml", "../../configs/compose.yaml"} {
+		if out, _, err := runCmd(t, "config", "validate", "--config", f); err != nil {
+			t.Errorf("%s with its secrets: %v\n%s", f, err, out)
 		}
 	}
 }

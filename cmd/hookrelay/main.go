@@ -60,6 +60,7 @@ const usage = `usage: hookrelay <command> [flags]
 commands:
   serve       run the receivers (everything embedded with no configuration)
   config      validate or print (secrets masked) the configuration serve would use
+  probe       GET a URL, exit 0 on 200 (container health checks: probe http://127.0.0.1:8081/readyz)
   endpoints   list, show, create, enable, disable, delete merchant endpoints, rotate their secrets
   dlq         list, show and replay dead letters
   events      find stored events (by the merchant's reference), show one with its deliveries
@@ -84,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "config":
 		return runConfig(ctx, args[1:], stdout, stderr)
+	case "probe":
+		return runProbe(ctx, args[1:], stdout, stderr)
 	case "endpoints":
 		return runEndpoints(ctx, args[1:], stdout, stderr)
 	case "dlq":
