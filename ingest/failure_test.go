@@ -151,6 +151,31 @@ func TestStorageUnavailable(t *testing.T) {
 		}
 	})
 
+	t.Run("rejected body acked after the timeout", func(t *testing.T) {
+		// A kept bad body whose PubAck comes late: it is stored, and no seen marker is
+		// made for it (markers are for events; a "rej_" id is not one).
+		h := newHarness(t,
+			withConfig(func(c *ingest.Config) { c.PublishTimeout = 100 * time.Millisecond }),
+			withPublisher(func(real jetstream.JetStream) ingest.Publisher {
+				return publisherFunc(func(ctx context.Context, m *nats.Msg, o ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+					time.Sleep(400 * time.Millisecond)
+					return real.PublishMsg(ctx, m, o...)
+				})
+			}))
+		refused(t, h.do(paytia("success=1")), http.StatusServiceUnavailable, "INGEST_STORAGE_UNAVAILABLE")
+		deadline := time.Now().Add(5 * time.Second)
+		for h.streamMsgs(h.nats.Topo.RejectedStream()) != 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("the late rejected body was never stored")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // a marker would be written right after the PubAck
+		if keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result(); err != nil || len(keys) != 0 {
+			t.Errorf("seen markers %v, %v; want none for a rejected body", keys, err)
+		}
+	})
+
 	t.Run("ack lost after the store", func(t *testing.T) {
 		var lose atomic.Bool
 		lose.Store(true)

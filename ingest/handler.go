@@ -217,7 +217,7 @@ func (h *Handler) store(ctx context.Context, ev *parse.Event) (Response, *apierr
 	// The wait for the PubAck does not end when the provider hangs up: an event stored
 	// after that must still get its seen marker, or a retry past JetStream's duplicate
 	// window would store it twice. PublishTimeout still bounds the wait.
-	ack, aerr := h.publish(context.WithoutCancel(ctx), msg, ev.ID)
+	ack, aerr := h.publish(context.WithoutCancel(ctx), msg, ev.ID, func(fut jetstream.PubAckFuture) { h.markWhenStored(fut, ev.ID) })
 	if aerr != nil {
 		return Response{}, aerr
 	}
@@ -238,11 +238,12 @@ func (h *Handler) seen(ctx context.Context, id string) (bool, error) {
 }
 
 // publish sends msg with Nats-Msg-Id msgID to the stream its subject belongs to and
-// waits for the PubAck, at most PublishTimeout.
-func (h *Handler) publish(ctx context.Context, msg *nats.Msg, msgID string) (*jetstream.PubAck, *apierr.Error) {
+// waits for the PubAck, at most PublishTimeout. If the wait ends first, late (when not
+// nil) gets the pending publish to follow in the background.
+func (h *Handler) publish(ctx context.Context, msg *nats.Msg, msgID string, late func(jetstream.PubAckFuture)) (*jetstream.PubAck, *apierr.Error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
-	ack, err := h.awaitAck(ctx, msg, msgID)
+	ack, err := h.awaitAck(ctx, msg, msgID, late)
 	if err == nil {
 		return ack, nil
 	}
@@ -256,7 +257,7 @@ func (h *Handler) publish(ctx context.Context, msg *nats.Msg, msgID string) (*je
 }
 
 // awaitAck publishes msg and waits for its PubAck until ctx ends.
-func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string) (*jetstream.PubAck, error) {
+func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string, late func(jetstream.PubAckFuture)) (*jetstream.PubAck, error) {
 	// PublishMsgAsync blocks only while too many acks are pending, for at most its stall
 	// wait, which is shorter than any sensible publish timeout.
 	fut, err := h.js.PublishMsgAsync(msg, jetstream.WithMsgID(msgID))
@@ -269,7 +270,9 @@ func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string) (*j
 	case err := <-fut.Err():
 		return nil, err
 	case <-ctx.Done():
-		go h.markWhenStored(fut, msgID)
+		if late != nil {
+			go late(fut)
+		}
 		return nil, fmt.Errorf("no PubAck: %w", ctx.Err())
 	}
 }
