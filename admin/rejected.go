@@ -20,7 +20,7 @@ func rejectedError(seq string, err error) *apierr.Error {
 		return apierr.New(apierr.AdminNotFound, "no rejected request "+seq)
 	}
 	var ae *apierr.Error
-	if errors.As(err, &ae) { // storing the event failed (JetStream did not confirm)
+	if errors.As(err, &ae) && ae.Code == apierr.IngestStorageUnavailable { // JetStream did not confirm
 		return apierr.New(apierr.AdminUnavailable, "rejected request "+seq+": "+ae.Message)
 	}
 	return internal("rejected request "+seq, err)
@@ -71,7 +71,6 @@ func (s *Server) reprocessRejected(w http.ResponseWriter, r *http.Request) *apie
 	if err != nil {
 		return rejectedError(raw, err)
 	}
-	s.log.Info("rejected request reprocessed", zap.Uint64("seq", seq), zap.String("outcome", res.Outcome))
 	writeJSON(w, http.StatusOK, res)
 	return nil
 }

@@ -11,12 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/hookrelay/hookrelay/deliver"
@@ -127,6 +130,21 @@ func (s *Server) routes() {
 	})
 }
 
+// HTTPServer is the admin listener's http.Server for s. Unlike the provider
+// listener it sets no write timeout: a redrive, a reprocess-all or a dry-run count
+// works through up to its own limit before it answers, and a write deadline would
+// drop that answer after the work was done. Reads are bounded as usual.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
@@ -226,13 +244,10 @@ func internal(what string, err error) *apierr.Error {
 
 // isUnavailable reports a connection-level failure of NATS or Redis.
 func isUnavailable(err error) bool {
-	msg := err.Error()
-	for _, s := range []string{"no responders", "timeout", "connection closed", "connection refused", "i/o timeout", "EOF"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
+	var ne net.Error
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, io.EOF) || errors.As(err, &ne)
 }
 
 // filterErrors collects query-parameter problems for one ADMIN_INVALID_FILTER answer.

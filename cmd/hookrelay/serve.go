@@ -266,7 +266,7 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 		return nil, nil, fmt.Errorf("listen %s (admin): %w", cfg.Admin.Listen, err)
 	}
 	log.Info("on-call admin API", zap.String("listen", ln.Addr().String()))
-	return &adminServer{api: api, http: ingest.NewServer(cfg.Admin.Listen, api)}, ln, nil
+	return &adminServer{api: api, http: api.HTTPServer(cfg.Admin.Listen)}, ln, nil
 }
 
 // deps are the connections every role needs.
