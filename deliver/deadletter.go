@@ -236,9 +236,7 @@ func (s *DeadLetterStore) firstAtOrAfter(ctx context.Context, t time.Time, lo, h
 
 // eventType reads the type of an event body ("" if it has none).
 func eventType(ev json.RawMessage) string {
-	var h struct {
-		Type string `json:"type"`
-	}
+	var h eventHead
 	if len(ev) == 0 || json.Unmarshal(ev, &h) != nil {
 		return ""
 	}

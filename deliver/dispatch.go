@@ -91,16 +91,19 @@ func (d *Dispatcher) Dispatch(ctx context.Context, c schedule.Claimed) error {
 		_, err := d.cfg.Store.Hold(ctx, c.ID, c.Attempt, endpointID, d.cfg.Clock.Now())
 		return err
 	}
-	event, err := d.event(ctx, c.Payload)
+	seq, err := parseEventPayload(c.Payload)
+	if err != nil {
+		return err
+	}
+	event, err := d.event(ctx, seq)
 	switch {
 	case errors.Is(err, errEventGone):
-		return d.kill(ctx, c, EndpointRef{ID: endpointID}, nil, err.Error())
+		return d.kill(ctx, c, seq, EndpointRef{ID: endpointID}, nil, err.Error())
 	case err != nil:
 		return err
 	case !found:
-		return d.kill(ctx, c, EndpointRef{ID: endpointID}, event, "endpoint deleted")
+		return d.kill(ctx, c, seq, EndpointRef{ID: endpointID}, event, "endpoint deleted")
 	}
-	seq, _ := parseEventPayload(c.Payload) // d.event read it
 	job := Job{ID: c.ID, Endpoint: endpointID, Attempt: c.Attempt, First: c.First, Due: c.Due, Seq: seq, Event: event}
 	if _, err := d.cfg.JS.PublishMsg(ctx, job.msg(d.cfg.Topology.DeliverySubject(endpointID))); err != nil {
 		return fmt.Errorf("publish job %s: %w", c.ID, err)
@@ -118,10 +121,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, c schedule.Claimed) error {
 
 // kill makes a delivery that can never be attempted a dead letter: the letter first,
 // then the state, so a crash in between only repeats the (deduplicated) letter.
-func (d *Dispatcher) kill(ctx context.Context, c schedule.Claimed, ep EndpointRef, event json.RawMessage, reason string) error {
+func (d *Dispatcher) kill(ctx context.Context, c schedule.Claimed, seq uint64, ep EndpointRef, event json.RawMessage, reason string) error {
 	rec := AttemptRecord{Attempt: c.Attempt, Start: d.cfg.Clock.Now().UTC(), Error: reason, Outcome: Dead.String()}
 	// The letter goes first, so it carries the final record the store has not got yet.
-	seq, _ := parseEventPayload(c.Payload)
 	if err := d.dead.send(ctx, c.ID, ep, event, seq, reason, c.First, c.Attempt, []AttemptRecord{rec}); err != nil {
 		return err
 	}
@@ -134,12 +136,8 @@ func (d *Dispatcher) kill(ctx context.Context, c schedule.Claimed, ep EndpointRe
 	return err
 }
 
-// event reads the event a delivery payload points at.
-func (d *Dispatcher) event(ctx context.Context, payload []byte) (json.RawMessage, error) {
-	seq, err := parseEventPayload(payload)
-	if err != nil {
-		return nil, err
-	}
+// event reads event seq of HOOKRELAY_EVENTS.
+func (d *Dispatcher) event(ctx context.Context, seq uint64) (json.RawMessage, error) {
 	m, err := d.events.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, errEventGone
@@ -166,14 +164,7 @@ func (dl *deadLetters) send(ctx context.Context, id string, ep EndpointRef, even
 	if err != nil {
 		return fmt.Errorf("attempt log of %s: %w", id, err)
 	}
-	attempts := make([]AttemptRecord, 0, len(raws)+len(extra))
-	for _, r := range raws {
-		var a AttemptRecord
-		if json.Unmarshal(r, &a) == nil {
-			attempts = append(attempts, a)
-		}
-	}
-	attempts = append(attempts, extra...)
+	attempts := append(decodeAttempts(raws), extra...)
 	eventID, _, _ := splitDeliveryID(id)
 	letter, err := json.Marshal(DeadLetter{
 		ID: id, EventID: eventID, Endpoint: ep, Reason: reason, DeadAt: dl.clock.Now().UTC(),
@@ -187,4 +178,17 @@ func (dl *deadLetters) send(ctx context.Context, id string, ep EndpointRef, even
 		return fmt.Errorf("publish dead letter %s: %w", id, err)
 	}
 	return nil
+}
+
+// decodeAttempts reads a delivery's attempt log (schedule.Store.Attempts), skipping
+// records it cannot read.
+func decodeAttempts(raws [][]byte) []AttemptRecord {
+	out := make([]AttemptRecord, 0, len(raws))
+	for _, r := range raws {
+		var a AttemptRecord
+		if json.Unmarshal(r, &a) == nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }

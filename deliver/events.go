@@ -214,7 +214,7 @@ func (x *Events) Deliveries(ctx context.Context, id string) ([]DeliveryView, err
 		if err != nil {
 			return nil, err
 		}
-		v := DeliveryView{ID: did, Endpoint: ep.ID, State: st.Name, Attempt: st.Attempt, First: st.First, Attempts: []AttemptRecord{}}
+		v := DeliveryView{ID: did, Endpoint: ep.ID, State: st.Name, Attempt: st.Attempt, First: st.First}
 		if !st.Due.IsZero() {
 			due := st.Due
 			if st.Name == schedule.StateLeased {
@@ -227,12 +227,7 @@ func (x *Events) Deliveries(ctx context.Context, id string) ([]DeliveryView, err
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range raws {
-			var a AttemptRecord
-			if json.Unmarshal(r, &a) == nil {
-				v.Attempts = append(v.Attempts, a)
-			}
-		}
+		v.Attempts = decodeAttempts(raws)
 		out = append(out, v)
 	}
 	return out, nil

@@ -31,12 +31,10 @@ type RedriveConfig struct {
 	JS        jetstream.JetStream
 	Topology  natsx.Topology
 	Endpoints *EndpointSet
-	Schedule  interface {
-		ScheduleMany(ctx context.Context, ds []schedule.Delivery) ([]schedule.Scheduled, []error)
-	}
-	Index  Indexer  // rebuilt for the events read; may be nil
-	Notify Notifier // wakes the schedule loop; may be nil
-	Clock  clock.Clock
+	Schedule  Scheduler
+	Index     Indexer  // rebuilt for the events read; may be nil
+	Notify    Notifier // wakes the schedule loop; may be nil
+	Clock     clock.Clock
 }
 
 // Redriver is SPEC §8's disaster recovery: it walks HOOKRELAY_EVENTS from a time and

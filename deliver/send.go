@@ -35,7 +35,6 @@ const drainLimit = 64 << 10
 var (
 	ErrNoSigner  = errors.New("deliver: request has no signer")
 	ErrBadURL    = errors.New("deliver: endpoint url is not an absolute http(s) url")
-	ErrRedirect  = errors.New("deliver: redirects are not followed")
 	ErrBodyRead  = errors.New("deliver: reading response body")
 	ErrTimeout   = errors.New("deliver: attempt timed out")
 	errNoRequest = errors.New("deliver: building request")

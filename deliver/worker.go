@@ -375,7 +375,11 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 	switch {
 	case !found:
 		rec := AttemptRecord{Attempt: job.Attempt, Start: w.cfg.Clock.Now().UTC(), Error: "endpoint deleted", Outcome: Dead.String()}
-		return w.finishDead(bctx, job, ref, rec, "endpoint deleted")
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return w.finishDead(bctx, job, ref, raw, "endpoint deleted")
 	case !ep.Enabled:
 		// Held until the endpoint is enabled (or deleted): see release.
 		_, err := w.cfg.Store.Hold(bctx, job.ID, job.Attempt, ep.ID, w.cfg.Clock.Now())
@@ -410,7 +414,7 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 			return err
 		})
 	case Dead:
-		return w.finishDead(bctx, job, ref, rec, "endpoint answered 410 Gone")
+		return w.finishDead(bctx, job, ref, raw, "endpoint answered 410 Gone")
 	}
 	var res schedule.FailResult
 	err = retry(bctx, func() error {
@@ -449,12 +453,9 @@ func retry(ctx context.Context, op func() error) error {
 // finishDead records the final attempt as dead, then writes the letter. A crash in
 // between redelivers the job, whose fence sees "dead at this attempt" and writes it.
 // A stale job (the Kill finds the delivery elsewhere) writes nothing.
-func (w *Worker) finishDead(bctx context.Context, job *Job, ref EndpointRef, rec AttemptRecord, reason string) error {
-	raw, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
+func (w *Worker) finishDead(bctx context.Context, job *Job, ref EndpointRef, raw []byte, reason string) error {
 	var killed bool
+	var err error
 	if err := retry(bctx, func() error {
 		killed, err = w.cfg.Store.Kill(bctx, job.ID, job.Attempt, raw)
 		return err
