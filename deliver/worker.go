@@ -224,9 +224,24 @@ const sweepRounds = 6
 // view of the endpoint was a moment behind, and every group whose endpoint no longer
 // exists, which catches endpoints enabled or deleted while no replica was running.
 func (w *Worker) release(ctx context.Context, enabled map[string]bool, sweep bool) {
+	// A sweep releases only groups that hold something (the hold script records each
+	// in the held-groups set), not one Unhold per enabled endpoint; if that set cannot
+	// be read, every enabled endpoint is released as before.
+	var held map[string]bool
+	if sweep {
+		groups, err := w.cfg.Store.HeldGroups(ctx)
+		if err != nil {
+			w.log.Warn("list held groups", zap.Error(err))
+		} else {
+			held = make(map[string]bool, len(groups))
+			for _, g := range groups {
+				held[g] = true
+			}
+		}
+	}
 	groups := map[string]bool{}
 	for id, on := range enabled {
-		if on && (sweep || !w.enabled[id]) {
+		if on && (!w.enabled[id] || (sweep && (held == nil || held[id]))) {
 			groups[id] = true
 		}
 	}
@@ -235,15 +250,9 @@ func (w *Worker) release(ctx context.Context, enabled map[string]bool, sweep boo
 			groups[id] = true
 		}
 	}
-	if sweep {
-		held, err := w.cfg.Store.HeldGroups(ctx)
-		if err != nil {
-			w.log.Warn("list held groups", zap.Error(err))
-		}
-		for _, g := range held {
-			if _, ok := enabled[g]; !ok {
-				groups[g] = true
-			}
+	for g := range held {
+		if _, ok := enabled[g]; !ok {
+			groups[g] = true
 		}
 	}
 	w.enabled = enabled
