@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -20,6 +22,35 @@ const (
 	envAdminToken   = "HOOKRELAY_ADMIN_TOKEN"
 	defaultAdminURL = "http://127.0.0.1:8081"
 )
+
+// actionFlagsHelp ends the usage of each command with actions.
+const actionFlagsHelp = `Every action takes --admin-url URL (env HOOKRELAY_ADMIN_URL, default
+http://127.0.0.1:8081), --json (the API's JSON, for scripts) and --timeout 30s.
+The admin token is read from HOOKRELAY_ADMIN_TOKEN.`
+
+// actionFunc runs one action of a command with the arguments after the action's name.
+type actionFunc func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// runAction runs the action of command name that args[0] names. help (-h, --help)
+// prints usage on stdout; no action or an unknown one prints it on stderr and is a
+// usage error.
+func runAction(ctx context.Context, name, usage string, actions map[string]actionFunc, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return usageError{name + ": no action given"}
+	}
+	switch args[0] {
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	action, ok := actions[args[0]]
+	if !ok {
+		fmt.Fprintln(stderr, usage)
+		return usageError{fmt.Sprintf("%s: unknown action %q", name, args[0])}
+	}
+	return action(ctx, args[1:], stdout, stderr)
+}
 
 // stderrIsTerminal reports whether stderr is a terminal (progress bars are drawn only
 // then). Tests replace it.
@@ -142,6 +173,76 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// maxPageItems is the most items the admin API gives in one page of a list.
+const maxPageItems = 1000
+
+// listPages reads the list at path (GET path?filter&limit&cursor; blank filters are
+// left out) page by page from cursor ("": the start), following next_cursor until it
+// has limit items (limit < 1: every page) or the list ends. It returns the items as
+// sent and the cursor that goes on after them ("" when the list ended).
+func listPages(ctx context.Context, c *client, path string, filter map[string]string, cursor string, limit int) ([]json.RawMessage, string, error) {
+	q := url.Values{}
+	for k, v := range filter {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var items []json.RawMessage
+	next := cursor
+	for {
+		n := maxPageItems
+		if limit > 0 {
+			n = min(limit-len(items), maxPageItems)
+		}
+		q.Set("limit", strconv.Itoa(n))
+		if next != "" {
+			q.Set("cursor", next)
+		}
+		var page struct {
+			Items      []json.RawMessage `json:"items"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		if err := c.do(ctx, http.MethodGet, path+"?"+q.Encode(), nil, &page); err != nil {
+			return nil, "", err
+		}
+		items = append(items, page.Items...)
+		next = page.NextCursor
+		if next == "" || len(page.Items) == 0 || (limit > 0 && len(items) >= limit) {
+			return items, next, nil
+		}
+	}
+}
+
+// printPage prints items read with listPages as the admin API pages a list, with
+// next_cursor when more may follow.
+func printPage(w io.Writer, items []json.RawMessage, next string) error {
+	if items == nil {
+		items = []json.RawMessage{}
+	}
+	return printJSON(w, struct {
+		Items      []json.RawMessage `json:"items"`
+		NextCursor string            `json:"next_cursor,omitempty"`
+	}{items, next})
+}
+
+// filterFlags gives filters back as the flags that set them, in order ("reference_id"
+// from --reference-id); blank ones are left out.
+func filterFlags(filter map[string]string, order []string) []string {
+	var out []string
+	for _, k := range order {
+		if v := filter[k]; v != "" {
+			out = append(out, "--"+strings.ReplaceAll(k, "_", "-"), v)
+		}
+	}
+	return out
+}
+
+// printMore ends a list cut short: how many were shown, and the command line that
+// goes on where it stopped (cmdline, then --cursor next). more is "match" or "be kept".
+func printMore(w io.Writer, shown int, more string, cmdline []string, next string) {
+	fmt.Fprintf(w, "\n%d shown; more may %s: %s --cursor %s (or a bigger --limit)\n", shown, more, strings.Join(cmdline, " "), next)
 }
 
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0) }

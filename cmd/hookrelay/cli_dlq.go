@@ -31,32 +31,17 @@ actions:
 
 --since and --until take an RFC 3339 time (2026-11-21T10:00:00Z), a date
 (2026-11-21, midnight UTC) or a duration meaning that long ago (2h).
-Every action takes --admin-url URL (env HOOKRELAY_ADMIN_URL, default
-http://127.0.0.1:8081), --json (the API's JSON, for scripts) and --timeout 30s.
-The admin token is read from HOOKRELAY_ADMIN_TOKEN.`
+` + actionFlagsHelp
 
 // replayPollEvery is how often replay --all asks how its job is doing.
 var replayPollEvery = 250 * time.Millisecond
 
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, dlqUsage)
-		return usageError{"dlq: no action given"}
-	}
-	switch args[0] {
-	case "list", "ls":
-		return dlqList(ctx, args[1:], stdout, stderr)
-	case "show", "get":
-		return dlqShow(ctx, args[1:], stdout, stderr)
-	case "replay":
-		return dlqReplay(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, dlqUsage)
-		return nil
-	default:
-		fmt.Fprintln(stderr, dlqUsage)
-		return usageError{fmt.Sprintf("dlq: unknown action %q", args[0])}
-	}
+	return runAction(ctx, "dlq", dlqUsage, map[string]actionFunc{
+		"list": dlqList, "ls": dlqList,
+		"show": dlqShow, "get": dlqShow,
+		"replay": dlqReplay,
+	}, args, stdout, stderr)
 }
 
 // letterFilterFlags are the filters list and replay --all share.
@@ -92,10 +77,14 @@ func (f letterFilterFlags) resolve(now time.Time) (map[string]string, error) {
 	return out, nil
 }
 
+// letterFilterOrder is the order the letter filters are given back in words and hints
+// (state: list only).
+var letterFilterOrder = []string{"endpoint", "type", "since", "until", "state"}
+
 // describeFilter is the filter in words, for questions and summaries.
 func describeFilter(f map[string]string) string {
 	var parts []string
-	for _, k := range []string{"endpoint", "type", "since", "until"} {
+	for _, k := range letterFilterOrder {
 		if v, ok := f[k]; ok {
 			parts = append(parts, k+" "+v)
 		}
@@ -139,41 +128,13 @@ func dlqList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var raws []json.RawMessage
-	next := *cursor
-	for {
-		q := url.Values{"limit": {strconv.Itoa(min(*limit-len(raws), 1000))}}
-		for k, v := range f {
-			q.Set(k, v)
-		}
-		if *state != "" {
-			q.Set("state", *state)
-		}
-		if next != "" {
-			q.Set("cursor", next)
-		}
-		var page struct {
-			Items      []json.RawMessage `json:"items"`
-			NextCursor string            `json:"next_cursor"`
-		}
-		if err := c.do(ctx, http.MethodGet, "/v1/deadletters?"+q.Encode(), nil, &page); err != nil {
-			return err
-		}
-		raws = append(raws, page.Items...)
-		next = page.NextCursor
-		if next == "" || len(raws) >= *limit || len(page.Items) == 0 {
-			break
-		}
+	f["state"] = *state
+	raws, next, err := listPages(ctx, c, "/v1/deadletters", f, *cursor, *limit)
+	if err != nil {
+		return err
 	}
 	if cmd.json {
-		out := struct {
-			Items      []json.RawMessage `json:"items"`
-			NextCursor string            `json:"next_cursor,omitempty"`
-		}{Items: raws, NextCursor: next}
-		if out.Items == nil {
-			out.Items = []json.RawMessage{}
-		}
-		return printJSON(stdout, out)
+		return printPage(stdout, raws, next)
 	}
 	if len(raws) == 0 {
 		fmt.Fprintln(stdout, "no dead letters match")
@@ -193,17 +154,7 @@ func dlqList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if next != "" {
-		more := []string{"hookrelay", "dlq", "list"}
-		for _, k := range []string{"endpoint", "type", "since", "until"} {
-			if v, ok := f[k]; ok {
-				more = append(more, "--"+k, v)
-			}
-		}
-		if *state != "" {
-			more = append(more, "--state", *state)
-		}
-		more = append(more, "--cursor", next)
-		fmt.Fprintf(stdout, "\n%d shown; more may match: %s (or a bigger --limit)\n", len(raws), strings.Join(more, " "))
+		printMore(stdout, len(raws), "match", append([]string{"hookrelay", "dlq", "list"}, filterFlags(f, letterFilterOrder)...), next)
 	}
 	return nil
 }

@@ -34,32 +34,14 @@ http://127.0.0.1:8081), --json (the API's JSON, for scripts) and --timeout 30s.
 The admin token is read from HOOKRELAY_ADMIN_TOKEN.`
 
 func runEndpoints(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, endpointsUsage)
-		return usageError{"endpoints: no action given"}
-	}
-	switch args[0] {
-	case "list", "ls":
-		return endpointsList(ctx, args[1:], stdout, stderr)
-	case "show", "get":
-		return endpointsShow(ctx, args[1:], stdout, stderr)
-	case "create":
-		return endpointsCreate(ctx, args[1:], stdout, stderr)
-	case "enable":
-		return endpointsSetEnabled(ctx, args[1:], true, stdout, stderr)
-	case "disable":
-		return endpointsSetEnabled(ctx, args[1:], false, stdout, stderr)
-	case "delete", "rm":
-		return endpointsDelete(ctx, args[1:], stdout, stderr)
-	case "rotate-secret":
-		return endpointsRotate(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, endpointsUsage)
-		return nil
-	default:
-		fmt.Fprintln(stderr, endpointsUsage)
-		return usageError{fmt.Sprintf("endpoints: unknown action %q", args[0])}
-	}
+	return runAction(ctx, "endpoints", endpointsUsage, map[string]actionFunc{
+		"list": endpointsList, "ls": endpointsList,
+		"show": endpointsShow, "get": endpointsShow,
+		"create": endpointsCreate,
+		"enable": endpointsSetEnabled(true), "disable": endpointsSetEnabled(false),
+		"delete": endpointsDelete, "rm": endpointsDelete,
+		"rotate-secret": endpointsRotate,
+	}, args, stdout, stderr)
 }
 
 func endpointPath(id string) string { return "/v1/endpoints/" + url.PathEscape(id) }
@@ -75,34 +57,12 @@ func endpointsList(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	// Endpoints are few: read every page.
-	var all []json.RawMessage
-	cursor := ""
-	for {
-		q := url.Values{"limit": {"1000"}}
-		if *merchant != "" {
-			q.Set("merchant", *merchant)
-		}
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		var page struct {
-			Items      []json.RawMessage `json:"items"`
-			NextCursor string            `json:"next_cursor"`
-		}
-		if err := c.do(ctx, http.MethodGet, "/v1/endpoints?"+q.Encode(), nil, &page); err != nil {
-			return err
-		}
-		all = append(all, page.Items...)
-		if page.NextCursor == "" || len(page.Items) == 0 {
-			break
-		}
-		cursor = page.NextCursor
+	all, _, err := listPages(ctx, c, "/v1/endpoints", map[string]string{"merchant": *merchant}, "", 0)
+	if err != nil {
+		return err
 	}
 	if cmd.json {
-		if all == nil {
-			all = []json.RawMessage{}
-		}
-		return printJSON(stdout, map[string]any{"items": all})
+		return printPage(stdout, all, "")
 	}
 	if len(all) == 0 {
 		fmt.Fprintln(stdout, "no endpoints")
@@ -284,33 +244,36 @@ func endpointsCreate(ctx context.Context, args []string, stdout, stderr io.Write
 	return printEndpoint(stdout, e)
 }
 
-func endpointsSetEnabled(ctx context.Context, args []string, enabled bool, stdout, stderr io.Writer) error {
-	name := "disable"
-	if enabled {
-		name = "enable"
+// endpointsSetEnabled is the action enable (enabled) or disable.
+func endpointsSetEnabled(enabled bool) actionFunc {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		name := "disable"
+		if enabled {
+			name = "enable"
+		}
+		cmd := newCLICommand("endpoints "+name, "hookrelay endpoints "+name+" ID [flags]", stderr)
+		pos, err := cmd.parse(args, 1, 1)
+		if err != nil {
+			return err
+		}
+		c, err := cmd.client()
+		if err != nil {
+			return err
+		}
+		var raw json.RawMessage
+		if err := c.do(ctx, http.MethodPut, endpointPath(pos[0]), map[string]bool{"enabled": enabled}, &raw); err != nil {
+			return err
+		}
+		if cmd.json {
+			return printRaw(stdout, raw)
+		}
+		if enabled {
+			fmt.Fprintf(stdout, "endpoint %s enabled: held deliveries go out again\n", pos[0])
+		} else {
+			fmt.Fprintf(stdout, "endpoint %s disabled: its deliveries are held until 'hookrelay endpoints enable %s'\n", pos[0], pos[0])
+		}
+		return nil
 	}
-	cmd := newCLICommand("endpoints "+name, "hookrelay endpoints "+name+" ID [flags]", stderr)
-	pos, err := cmd.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cmd.client()
-	if err != nil {
-		return err
-	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodPut, endpointPath(pos[0]), map[string]bool{"enabled": enabled}, &raw); err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	if enabled {
-		fmt.Fprintf(stdout, "endpoint %s enabled: held deliveries go out again\n", pos[0])
-	} else {
-		fmt.Fprintf(stdout, "endpoint %s disabled: its deliveries are held until 'hookrelay endpoints enable %s'\n", pos[0], pos[0])
-	}
-	return nil
 }
 
 func endpointsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -27,9 +27,7 @@ actions:
 
 --since and --until take an RFC 3339 time (2026-11-21T10:00:00Z), a date
 (2026-11-21, midnight UTC) or a duration meaning that long ago (2h).
-Every action takes --admin-url URL (env HOOKRELAY_ADMIN_URL, default
-http://127.0.0.1:8081), --json (the API's JSON, for scripts) and --timeout 30s.
-The admin token is read from HOOKRELAY_ADMIN_TOKEN.`
+` + actionFlagsHelp
 
 const deliveriesUsage = `usage: hookrelay deliveries <action> [flags]
 
@@ -37,44 +35,19 @@ actions:
   show EVENT_ID      the event's delivery to each endpoint: its state, next due
                      time and every attempt with the merchant's answer
 
-Every action takes --admin-url URL (env HOOKRELAY_ADMIN_URL, default
-http://127.0.0.1:8081), --json (the API's JSON, for scripts) and --timeout 30s.
-The admin token is read from HOOKRELAY_ADMIN_TOKEN.`
+` + actionFlagsHelp
 
 func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, eventsUsage)
-		return usageError{"events: no action given"}
-	}
-	switch args[0] {
-	case "find", "list", "ls":
-		return eventsFind(ctx, args[1:], stdout, stderr)
-	case "show", "get":
-		return eventsShow(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, eventsUsage)
-		return nil
-	default:
-		fmt.Fprintln(stderr, eventsUsage)
-		return usageError{fmt.Sprintf("events: unknown action %q", args[0])}
-	}
+	return runAction(ctx, "events", eventsUsage, map[string]actionFunc{
+		"find": eventsFind, "list": eventsFind, "ls": eventsFind,
+		"show": eventsShow, "get": eventsShow,
+	}, args, stdout, stderr)
 }
 
 func runDeliveries(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, deliveriesUsage)
-		return usageError{"deliveries: no action given"}
-	}
-	switch args[0] {
-	case "show", "get":
-		return deliveriesShow(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, deliveriesUsage)
-		return nil
-	default:
-		fmt.Fprintln(stderr, deliveriesUsage)
-		return usageError{fmt.Sprintf("deliveries: unknown action %q", args[0])}
-	}
+	return runAction(ctx, "deliveries", deliveriesUsage, map[string]actionFunc{
+		"show": deliveriesShow, "get": deliveriesShow,
+	}, args, stdout, stderr)
 }
 
 func eventPath(id string) string { return "/v1/events/" + url.PathEscape(id) }
@@ -117,38 +90,12 @@ func eventsFind(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	var raws []json.RawMessage
-	next := *cursor
-	for {
-		q := url.Values{"limit": {strconv.Itoa(min(*limit-len(raws), 1000))}}
-		for k, v := range f {
-			q.Set(k, v)
-		}
-		if next != "" {
-			q.Set("cursor", next)
-		}
-		var page struct {
-			Items      []json.RawMessage `json:"items"`
-			NextCursor string            `json:"next_cursor"`
-		}
-		if err := c.do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, &page); err != nil {
-			return err
-		}
-		raws = append(raws, page.Items...)
-		next = page.NextCursor
-		if next == "" || len(raws) >= *limit || len(page.Items) == 0 {
-			break
-		}
+	raws, next, err := listPages(ctx, c, "/v1/events", f, *cursor, *limit)
+	if err != nil {
+		return err
 	}
 	if cmd.json {
-		out := struct {
-			Items      []json.RawMessage `json:"items"`
-			NextCursor string            `json:"next_cursor,omitempty"`
-		}{Items: raws, NextCursor: next}
-		if out.Items == nil {
-			out.Items = []json.RawMessage{}
-		}
-		return printJSON(stdout, out)
+		return printPage(stdout, raws, next)
 	}
 	if len(raws) == 0 {
 		fmt.Fprintln(stdout, "no events match")
@@ -175,14 +122,7 @@ func eventsFind(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if next != "" {
-		more := []string{"hookrelay", "events", "find"}
-		for _, k := range eventFilterOrder {
-			if v, ok := f[k]; ok {
-				more = append(more, "--"+strings.ReplaceAll(k, "_", "-"), v)
-			}
-		}
-		more = append(more, "--cursor", next)
-		fmt.Fprintf(stdout, "\n%d shown; more may match: %s (or a bigger --limit)\n", len(raws), strings.Join(more, " "))
+		printMore(stdout, len(raws), "match", append([]string{"hookrelay", "events", "find"}, filterFlags(f, eventFilterOrder)...), next)
 	}
 	return nil
 }

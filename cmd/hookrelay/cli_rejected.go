@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,29 +25,14 @@ actions:
                      the same for every kept request of source S (exit 1 when any
                      is still rejected)
 
-Every action takes --admin-url URL (env HOOKRELAY_ADMIN_URL, default
-http://127.0.0.1:8081), --json (the API's JSON, for scripts) and --timeout 30s.
-The admin token is read from HOOKRELAY_ADMIN_TOKEN.`
+` + actionFlagsHelp
 
 func runRejected(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, rejectedUsage)
-		return usageError{"rejected: no action given"}
-	}
-	switch args[0] {
-	case "list", "ls":
-		return rejectedList(ctx, args[1:], stdout, stderr)
-	case "show", "get":
-		return rejectedShow(ctx, args[1:], stdout, stderr)
-	case "reprocess":
-		return rejectedReprocess(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, rejectedUsage)
-		return nil
-	default:
-		fmt.Fprintln(stderr, rejectedUsage)
-		return usageError{fmt.Sprintf("rejected: unknown action %q", args[0])}
-	}
+	return runAction(ctx, "rejected", rejectedUsage, map[string]actionFunc{
+		"list": rejectedList, "ls": rejectedList,
+		"show": rejectedShow, "get": rejectedShow,
+		"reprocess": rejectedReprocess,
+	}, args, stdout, stderr)
 }
 
 func rejectedSeqArg(name, v string) (uint64, error) {
@@ -77,38 +61,12 @@ func rejectedList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	var raws []json.RawMessage
-	next := *cursor
-	for {
-		q := url.Values{"limit": {strconv.Itoa(min(*limit-len(raws), 1000))}}
-		if src != "" {
-			q.Set("source", src)
-		}
-		if next != "" {
-			q.Set("cursor", next)
-		}
-		var page struct {
-			Items      []json.RawMessage `json:"items"`
-			NextCursor string            `json:"next_cursor"`
-		}
-		if err := c.do(ctx, http.MethodGet, "/v1/rejected?"+q.Encode(), nil, &page); err != nil {
-			return err
-		}
-		raws = append(raws, page.Items...)
-		next = page.NextCursor
-		if next == "" || len(raws) >= *limit || len(page.Items) == 0 {
-			break
-		}
+	raws, next, err := listPages(ctx, c, "/v1/rejected", map[string]string{"source": src}, *cursor, *limit)
+	if err != nil {
+		return err
 	}
 	if cmd.json {
-		out := struct {
-			Items      []json.RawMessage `json:"items"`
-			NextCursor string            `json:"next_cursor,omitempty"`
-		}{Items: raws, NextCursor: next}
-		if out.Items == nil {
-			out.Items = []json.RawMessage{}
-		}
-		return printJSON(stdout, out)
+		return printPage(stdout, raws, next)
 	}
 	if len(raws) == 0 {
 		fmt.Fprintln(stdout, "no rejected requests")
@@ -135,8 +93,7 @@ func rejectedList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if src != "" {
 			more = append(more, "--source", src)
 		}
-		more = append(more, "--cursor", next)
-		fmt.Fprintf(stdout, "\n%d shown; more may be kept: %s (or a bigger --limit)\n", len(raws), strings.Join(more, " "))
+		printMore(stdout, len(raws), "be kept", more, next)
 	}
 	return nil
 }

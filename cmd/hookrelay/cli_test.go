@@ -235,20 +235,51 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func postPayMaya(t *testing.T, ingestAddr string, body []byte) {
+// allowLoopback lets deliveries reach the test's merchant sinks on 127.0.0.1 (the
+// SSRF guard blocks loopback otherwise).
+func allowLoopback(c *Config) {
+	if !slices.Contains(c.Delivery.AllowCIDRs, "127.0.0.0/8") {
+		c.Delivery.AllowCIDRs = append(c.Delivery.AllowCIDRs, "127.0.0.0/8")
+	}
+}
+
+// postIngest posts body to the PayMaya source acme-maya; it returns the status and
+// the answer.
+func postIngest(t *testing.T, ingestAddr, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+ingestAddr+"/ingest/paymaya/acme-maya", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+ingestAddr+"/ingest/paymaya/acme-maya", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth("", "dev-maya-token-0123456789")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("ingest answered %d: %s", resp.StatusCode, b)
+	return resp.StatusCode, string(b)
+}
+
+func postPayMaya(t *testing.T, ingestAddr string, body []byte) {
+	t.Helper()
+	if status, answer := postIngest(t, ingestAddr, string(body)); status != http.StatusOK {
+		t.Fatalf("ingest answered %d: %s", status, answer)
 	}
+}
+
+// postSamplePair posts two PayMaya callbacks for acme: the sample, then a later update
+// of the same payment.
+func postSamplePair(t *testing.T, ingestAddr string) {
+	t.Helper()
+	first, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := bytes.Replace(first, []byte(`"updatedAt": "2018-09-26T08:39:17Z"`), []byte(`"updatedAt": "2018-09-26T08:41:00Z"`), 1)
+	if bytes.Equal(first, second) {
+		t.Fatal("the sample changed: no updatedAt to vary")
+	}
+	postPayMaya(t, ingestAddr, first)
+	postPayMaya(t, ingestAddr, second)
 }
 
 type letterPage struct {
@@ -258,26 +289,11 @@ type letterPage struct {
 
 func TestCLIDeadLetters(t *testing.T) {
 	merchant := newSink(t, http.StatusGone) // 410: a dead letter at the first attempt
-	addr := startServe(t, func(c *Config) {
-		if !slices.Contains(c.Delivery.AllowCIDRs, "127.0.0.0/8") { // the SSRF guard blocks loopback otherwise
-			c.Delivery.AllowCIDRs = append(c.Delivery.AllowCIDRs, "127.0.0.0/8")
-		}
-	})
+	addr := startServe(t, allowLoopback)
 	t.Setenv(envAdminToken, demoAdminToken)
 	c := cli{t, addr.Admin}
 	c.ok("endpoints", "create", "--id", "cli-sink", "--merchant", "acme", "--url", merchant.URL+"/hooks", "--types", "payment.*")
-
-	// Two PayMaya callbacks (the second a later update of the same payment) for acme.
-	first, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := bytes.Replace(first, []byte(`"updatedAt": "2018-09-26T08:39:17Z"`), []byte(`"updatedAt": "2018-09-26T08:41:00Z"`), 1)
-	if bytes.Equal(first, second) {
-		t.Fatal("the sample changed: no updatedAt to vary")
-	}
-	postPayMaya(t, addr.Ingest, first)
-	postPayMaya(t, addr.Ingest, second)
+	postSamplePair(t, addr.Ingest)
 
 	var letters []deliver.StoredLetter
 	eventually(t, "two dead letters for cli-sink", func() bool {
