@@ -70,14 +70,7 @@ func (s *Server) listLetters(w http.ResponseWriter, r *http.Request) *apierr.Err
 	if err != nil {
 		return internal("list dead letters", err)
 	}
-	out := page[deliver.StoredLetter]{Items: letters}
-	if out.Items == nil {
-		out.Items = []deliver.StoredLetter{}
-	}
-	if next != 0 {
-		out.NextCursor = encodeCursor('d', next)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, seqPage(letters, 'd', next))
 	return nil
 }
 

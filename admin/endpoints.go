@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -124,15 +123,7 @@ func endpointError(id string, err error) *apierr.Error {
 func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) *apierr.Error {
 	var fe filterErrors
 	limit := limitParam(r, &fe)
-	after := ""
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		b, err := base64.RawURLEncoding.DecodeString(c)
-		if err != nil || len(b) < 2 || b[0] != 'e' {
-			fe.add("cursor", "not a cursor this list gave")
-		} else {
-			after = string(b[1:])
-		}
-	}
+	after := cursorText(r, 'e', &fe)
 	merchant := r.URL.Query().Get("merchant")
 	if e := fe.err(); e != nil {
 		return e
@@ -147,7 +138,7 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) *apierr.E
 			continue
 		}
 		if len(out.Items) == limit {
-			out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte("e" + out.Items[limit-1].ID))
+			out.NextCursor = encodeCursor('e', out.Items[limit-1].ID)
 			break
 		}
 		out.Items = append(out.Items, viewEndpoint(e, false))

@@ -46,14 +46,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) *apierr.Erro
 	if err != nil {
 		return internal("find events", err)
 	}
-	out := page[deliver.StoredEvent]{Items: evs}
-	if out.Items == nil {
-		out.Items = []deliver.StoredEvent{}
-	}
-	if next != 0 {
-		out.NextCursor = encodeCursor('v', next)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, seqPage(evs, 'v', next))
 	return nil
 }
 
@@ -87,23 +80,49 @@ func (s *Server) getEventDeliveries(w http.ResponseWriter, r *http.Request) *api
 	return nil
 }
 
-// encodeCursor makes an opaque cursor for a sequence; kind tells lists apart.
-func encodeCursor(kind byte, seq uint64) string {
-	return base64.RawURLEncoding.EncodeToString(append([]byte{kind}, strconv.FormatUint(seq, 10)...))
+// Cursors are opaque: base64url of a kind byte (which list) and a position.
+
+// encodeCursor makes a cursor of kind for position at.
+func encodeCursor(kind byte, at string) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{kind}, at...))
 }
 
-// cursorParam reads ?cursor= made by encodeCursor with kind (0 when absent).
-func cursorParam(r *http.Request, kind byte, fe *filterErrors) uint64 {
+// cursorText reads ?cursor= made by encodeCursor with kind ("" when absent).
+func cursorText(r *http.Request, kind byte, fe *filterErrors) string {
 	c := r.URL.Query().Get("cursor")
 	if c == "" {
-		return 0
+		return ""
 	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil && len(b) > 1 && b[0] == kind {
-		if n, err := strconv.ParseUint(string(b[1:]), 10, 64); err == nil {
-			return n
-		}
+	if err != nil || len(b) < 2 || b[0] != kind {
+		fe.add("cursor", "not a cursor this list gave")
+		return ""
 	}
-	fe.add("cursor", "not a cursor this list gave")
-	return 0
+	return string(b[1:])
+}
+
+// cursorParam reads a sequence cursor of kind (0 when absent).
+func cursorParam(r *http.Request, kind byte, fe *filterErrors) uint64 {
+	t := cursorText(r, kind, fe)
+	if t == "" {
+		return 0
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil {
+		fe.add("cursor", "not a cursor this list gave")
+	}
+	return n
+}
+
+// seqPage is a list answer whose cursor is the stream sequence to go on after
+// (0: no more).
+func seqPage[T any](items []T, kind byte, next uint64) page[T] {
+	out := page[T]{Items: items}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	if next != 0 {
+		out.NextCursor = encodeCursor(kind, strconv.FormatUint(next, 10))
+	}
+	return out
 }

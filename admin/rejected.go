@@ -41,14 +41,7 @@ func (s *Server) listRejected(w http.ResponseWriter, r *http.Request) *apierr.Er
 	if err != nil {
 		return internal("list rejected requests", err)
 	}
-	out := page[ingest.Rejection]{Items: rs}
-	if out.Items == nil {
-		out.Items = []ingest.Rejection{}
-	}
-	if next != 0 {
-		out.NextCursor = encodeCursor('r', next)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, seqPage(rs, 'r', next))
 	return nil
 }
 
