@@ -104,7 +104,7 @@ func withoutToken(rawQuery string) string {
 	kept := parts[:0]
 	for _, p := range parts {
 		k, _, _ := strings.Cut(p, "=")
-		if uk, err := url.QueryUnescape(k); err == nil && uk == "token" || k == "token" {
+		if uk, err := url.QueryUnescape(k); err == nil && uk == "token" {
 			continue
 		}
 		kept = append(kept, p)

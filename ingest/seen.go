@@ -24,13 +24,12 @@ const SeenTTL = 7 * 24 * time.Hour
 // that.
 type RedisMarker struct {
 	keys  rkeys.Keyspace
-	ttl   time.Duration
 	batch *redisx.Batcher
 }
 
 // NewRedisMarker returns a marker in rdb under keys' prefix.
 func NewRedisMarker(rdb redis.UniversalClient, keys rkeys.Keyspace) *RedisMarker {
-	return &RedisMarker{keys: keys, ttl: SeenTTL, batch: redisx.NewBatcher(rdb, 0)}
+	return &RedisMarker{keys: keys, batch: redisx.NewBatcher(rdb, 0)}
 }
 
 // Seen implements Marker.
@@ -45,7 +44,7 @@ func (m *RedisMarker) Seen(ctx context.Context, eventID string) (bool, error) {
 
 // MarkSeen implements Marker.
 func (m *RedisMarker) MarkSeen(ctx context.Context, eventID string, seq uint64) error {
-	return m.batch.Do(ctx, redis.NewStatusCmd(ctx, "set", m.keys.Seen(eventID), strconv.FormatUint(seq, 10), "px", m.ttl.Milliseconds()))
+	return m.batch.Do(ctx, redis.NewStatusCmd(ctx, "set", m.keys.Seen(eventID), strconv.FormatUint(seq, 10), "px", SeenTTL.Milliseconds()))
 }
 
 // Close stops the pipelining workers; calls after Close fail.

@@ -18,7 +18,6 @@ type StreamConfig struct {
 	RejectedMaxAge  time.Duration // default 90 days
 	DuplicateWindow time.Duration // JetStream Nats-Msg-Id window; default 2 minutes
 	Replicas        int           // default 1
-	Memory          bool          // memory storage instead of file (benchmarks only)
 }
 
 // Defaults for StreamConfig.
@@ -48,10 +47,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 // StreamConfigs returns the JetStream configuration of each stream of SPEC §4.
 func StreamConfigs(t Topology, c StreamConfig) []jetstream.StreamConfig {
 	c = c.withDefaults()
-	storage := jetstream.FileStorage
-	if c.Memory {
-		storage = jetstream.MemoryStorage
-	}
+	const storage = jetstream.FileStorage
 	// The duplicate window may not exceed a stream's max age.
 	window := func(maxAge time.Duration) time.Duration { return min(c.DuplicateWindow, maxAge) }
 	return []jetstream.StreamConfig{

@@ -38,9 +38,6 @@ type NATS struct {
 	Server *server.Server // the in-process server; nil on a real one
 }
 
-// External reports whether this is the real server of HOOKRELAY_TEST_NATS_URL.
-func (n *NATS) External() bool { return n.Server == nil }
-
 // NewNATS returns a JetStream for t: the real one when HOOKRELAY_TEST_NATS_URL is set,
 // else a fresh in-process server. Streams are not created; see natsx.EnsureStreams.
 func NewNATS(t testing.TB) *NATS {
