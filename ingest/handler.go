@@ -163,15 +163,17 @@ func (h *Handler) readInput(w http.ResponseWriter, r *http.Request, src *source)
 		return in, apierr.New(apierr.IngestUnsupportedMedia, fmt.Sprintf("Content-Type %q is not accepted from %s; send %s", r.Header.Get("Content-Type"), src.Provider, want))
 	}
 	limit := h.cfg.MaxBodyBytes
-	tooLarge := apierr.New(apierr.IngestBodyTooLarge, "body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
+	tooLarge := func() *apierr.Error { // built only when needed: this is every request's path
+		return apierr.New(apierr.IngestBodyTooLarge, "body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
+	}
 	if r.ContentLength > limit {
-		return in, tooLarge
+		return in, tooLarge()
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return in, tooLarge
+			return in, tooLarge()
 		}
 		// The client went away or the read timed out: nothing complete to keep.
 		return in, apierr.New(apierr.IngestReadFailed, "could not read the body: "+err.Error())
