@@ -3,6 +3,7 @@ package deliver_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,6 +156,55 @@ func TestFanoutRetriesWhenScheduleFails(t *testing.T) {
 	}
 }
 
+// flakyIndex fails the event index's first n writes.
+type flakyIndex struct {
+	deliver.Indexer
+	failures atomic.Int32
+}
+
+func (f *flakyIndex) IndexMany(ctx context.Context, es []deliver.IndexEntry) []error {
+	if f.failures.Add(-1) >= 0 {
+		errs := make([]error, len(es))
+		for i := range errs {
+			errs[i] = errors.New("injected: index unavailable")
+		}
+		return errs
+	}
+	return f.Indexer.IndexMany(ctx, es)
+}
+
+// TestFanoutRetriesWhenIndexFails: an event that could not be indexed is not acked; it
+// comes back, is indexed, and its delivery is made once.
+func TestFanoutRetriesWhenIndexFails(t *testing.T) {
+	flaky := &flakyIndex{}
+	flaky.failures.Store(2)
+	p := newPipeline(t, pipelineOpts{index: func(x deliver.Indexer) deliver.Indexer { flaky.Indexer = x; return flaky }})
+	m := newMerchant(t, func(int, string) int { return 200 })
+	p.addEndpoint("acme-orders", m, nil)
+	p.publish("evt_noindex", "payment.succeeded")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if seq, err := p.index.Seq(p.ctx, "evt_noindex"); err == nil && seq == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("event never indexed after the index outage")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if flaky.failures.Load() > 0 {
+		t.Fatal("indexed without the injected failures being hit")
+	}
+	id := deliver.DeliveryID("evt_noindex", "acme-orders")
+	if st := p.settle(id); st.Name != schedule.StateDone {
+		t.Fatalf("state %s, want done", st.Name)
+	}
+	time.Sleep(100 * time.Millisecond) // a second job would arrive now
+	if n := len(m.got()); n != 1 {
+		t.Errorf("merchant got %d requests, want 1 (the redelivered event made no second job)", n)
+	}
+}
+
 // TestDeletedWithQueuedJobs: an endpoint is deleted while jobs wait on its consumer
 // (max_in_flight 1, a request in flight). None is stranded: the one in flight is
 // recorded, the waiting ones become dead letters.
@@ -196,5 +246,33 @@ func TestDeletedWithQueuedJobs(t *testing.T) {
 		if l.Reason != "endpoint deleted" {
 			t.Errorf("dead letter reason %q", l.Reason)
 		}
+	}
+}
+
+// TestEventGoneBeforeRetry: a delivery whose event has left HOOKRELAY_EVENTS (its max
+// age, or deleted) before a retry becomes a dead letter saying so; nothing is sent.
+func TestEventGoneBeforeRetry(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{})
+	m := newMerchant(t, func(int, string) int { return 500 })
+	p.addEndpoint("acme-orders", m, nil)
+	p.publish("evt_aged", "payment.succeeded")
+	id := deliver.DeliveryID("evt_aged", "acme-orders")
+	if st := p.settle(id); st.Name != schedule.StatePending || st.Attempt != 2 {
+		t.Fatalf("after the first failure: %s attempt %d, want pending attempt 2", st.Name, st.Attempt)
+	}
+	if err := p.events.DeleteMsg(p.ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.clock.Advance(time.Minute)
+	p.tick()
+	if st := p.settle(id); st.Name != schedule.StateDead {
+		t.Fatalf("state %s, want dead", st.Name)
+	}
+	letters := p.waitDeadLetters(1)
+	if l := letters[0]; l.ID != id || !strings.Contains(l.Reason, "no longer in HOOKRELAY_EVENTS") || len(l.Event) != 0 || len(l.Attempts) != 2 {
+		t.Errorf("letter = %+v; want the reason, no event, both attempts", l)
+	}
+	if n := len(m.got()); n != 1 {
+		t.Errorf("merchant got %d requests, want only the first attempt", n)
 	}
 }

@@ -95,6 +95,7 @@ type pipeline struct {
 	t         *testing.T
 	nats      *testenv.NATS
 	redis     *testenv.Redis
+	index     *deliver.EventIndex // set when pipelineOpts.index is
 	clock     *clock.Fake
 	store     *schedule.Store
 	sched     *schedule.Scheduler
@@ -109,6 +110,7 @@ type pipelineOpts struct {
 	recorder    func(deliver.Recorder) deliver.Recorder
 	schedule    func(deliver.Scheduler) deliver.Scheduler     // wraps fan-out's schedule
 	fanoutJS    func(jetstream.JetStream) jetstream.JetStream // wraps fan-out's JetStream
+	index       func(deliver.Indexer) deliver.Indexer         // gives fan-out an event index (wrapped)
 	timeout     time.Duration
 	ackWait     time.Duration
 	bookkeeping time.Duration // the worker's Bookkeeping timeout
@@ -154,7 +156,12 @@ func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
 	if opts.fanoutJS != nil {
 		fanJS = opts.fanoutJS(p.nats.JS)
 	}
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: fanJS, Topology: p.nats.Topo, Endpoints: p.set, Schedule: fanSched, Clock: p.clock})
+	var index deliver.Indexer
+	if opts.index != nil {
+		p.index = deliver.NewEventIndex(rd.Client, rkeys.Keyspace{Prefix: rd.Prefix}, 0)
+		index = opts.index(p.index)
+	}
+	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: fanJS, Topology: p.nats.Topo, Endpoints: p.set, Schedule: fanSched, Index: index, Clock: p.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
