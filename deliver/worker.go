@@ -55,10 +55,14 @@ type Worker struct {
 	log  *zap.Logger
 	dead *deadLetters
 
-	mu      sync.Mutex
-	loops   map[string]*endpointLoop
-	enabled map[string]bool // each endpoint's enabled flag at the last reconcile
-	ticks   int
+	// abort, once cancelled (HandBack), cuts the running POSTs short: their jobs go
+	// back to JetStream unrecorded, to be attempted again at once elsewhere.
+	abort    context.Context
+	handBack context.CancelFunc
+	mu       sync.Mutex
+	loops    map[string]*endpointLoop
+	enabled  map[string]bool // each endpoint's enabled flag at the last reconcile
+	ticks    int
 
 	signers sync.Map // endpoint id → *signerEntry
 }
@@ -94,7 +98,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Bookkeeping <= 0 {
 		cfg.Bookkeeping = 10 * time.Second
 	}
+	abort, handBack := context.WithCancel(context.Background())
 	return &Worker{
+		abort: abort, handBack: handBack,
 		cfg:     cfg,
 		log:     cfg.Logger.Named("deliver"),
 		dead:    &deadLetters{js: cfg.JS, topo: cfg.Topology, store: cfg.Store, clock: cfg.Clock},
@@ -120,6 +126,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// HandBack cuts short the attempts still running after Run's ctx has ended (a
+// shutdown past its grace): each POST is cancelled and its job handed back to
+// JetStream unrecorded (nak, no delay), so another replica, or this one after a
+// restart, attempts it again at once with the same webhook-id. An attempt whose answer
+// has arrived is recorded as usual.
+func (w *Worker) HandBack() { w.handBack() }
+
+// errHandedBack is an attempt cut short by HandBack.
+var errHandedBack = errors.New("deliver: attempt cut short by shutdown; handed back")
 
 // reconcile starts loops for new endpoints and restarts those whose limit changed;
 // a deleted endpoint's loop goes on until its jobs are drained (they become dead
@@ -340,6 +356,11 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 		redelivered = false
 	}
 	if err := w.attempt(ctx, &job, redelivered); err != nil {
+		if errors.Is(err, errHandedBack) {
+			w.log.Warn("delivery.handed_back", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt))
+			_ = m.Nak()
+			return
+		}
 		w.log.Warn("job not finished; JetStream will redeliver it", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt), zap.Error(err))
 		_ = m.NakWithDelay(w.cfg.RetryDelay)
 		return
@@ -399,12 +420,20 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 		return fmt.Errorf("endpoint %s secret: %w", ep.ID, err)
 	}
 	eventID, _, _ := splitDeliveryID(job.ID)
-	// The attempt itself is not cut short by a shutdown: the sender's timeout bounds it.
-	a := w.cfg.Sender.Send(context.WithoutCancel(ctx), Request{
+	// The attempt is not cut short by a shutdown's start (the sender's timeout bounds
+	// it), only by HandBack once the shutdown's grace is over.
+	pctx, cancelPOST := context.WithCancel(context.WithoutCancel(ctx))
+	stopAbort := context.AfterFunc(w.abort, cancelPOST)
+	a := w.cfg.Sender.Send(pctx, Request{
 		URL: ep.URL, Headers: ep.Headers, MsgID: eventID, Body: job.Event,
 		Signer: signer, Now: w.cfg.Clock.Now(),
 	})
+	stopAbort()
+	cancelPOST()
 	cancel()
+	if a.Status == 0 && w.abort.Err() != nil {
+		return errHandedBack // no answer, and it was HandBack that stopped it
+	}
 	bctx, cancel = w.bookkeeping(ctx) // the POST may have used up the first deadline
 	outcome := Classify(a)
 	rec := newRecord(job.Attempt, a, outcome)

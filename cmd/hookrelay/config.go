@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -30,6 +32,44 @@ type Config struct {
 	Endpoints []EndpointConfig `yaml:"endpoints"`
 	Retry     RetryConfig      `yaml:"retry"`
 	Delivery  DeliveryConfig   `yaml:"delivery"`
+	// Roles is what this process runs: ingest, deliver, schedule; empty means all three.
+	Roles []string `yaml:"roles"`
+	// ShutdownTimeout bounds a shutdown (SIGTERM); default 15s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// The roles of SPEC §10: receivers, fan-out and workers, the retry loop.
+const (
+	RoleIngest   = "ingest"
+	RoleDeliver  = "deliver"
+	RoleSchedule = "schedule"
+)
+
+var allRoles = []string{RoleIngest, RoleDeliver, RoleSchedule}
+
+// roleSet is Roles as a set (all three when empty).
+func (c *Config) roleSet() map[string]bool {
+	set := map[string]bool{}
+	for _, r := range c.Roles {
+		set[r] = true
+	}
+	if len(set) == 0 {
+		for _, r := range allRoles {
+			set[r] = true
+		}
+	}
+	return set
+}
+
+// splitRoles reads a comma-separated role list ("ingest, deliver").
+func splitRoles(s string) []string {
+	var out []string
+	for _, r := range strings.Split(s, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // AdminConfig is the on-call listener.
@@ -161,6 +201,9 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	set(&c.Listen, "HOOKRELAY_LISTEN")
 	set(&c.Admin.Listen, "HOOKRELAY_ADMIN_LISTEN")
 	set(&c.Log.Format, "HOOKRELAY_LOG_FORMAT")
+	if v := getenv("HOOKRELAY_ROLES"); v != "" {
+		c.Roles = splitRoles(v)
+	}
 }
 
 func (c *Config) applyDefaults() {
@@ -178,6 +221,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(15 * time.Second)
 	}
 }
 
@@ -204,6 +250,14 @@ func (c *Config) Validate() error {
 	case "json", "console":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: want json or console", c.Log.Format))
+	}
+	for i, r := range c.Roles {
+		if !slices.Contains(allRoles, r) {
+			errs = append(errs, fmt.Errorf("roles[%d] %q: want %s", i, r, strings.Join(allRoles, ", ")))
+		}
+	}
+	if c.ShutdownTimeout.D() < time.Second {
+		errs = append(errs, fmt.Errorf("shutdown_timeout %v: want at least 1s", c.ShutdownTimeout.D()))
 	}
 	if _, err := c.endpoints(); err != nil {
 		errs = append(errs, err)

@@ -30,8 +30,9 @@ import (
 	"github.com/hookrelay/hookrelay/schedule"
 )
 
-// shutdownTimeout bounds how long SIGTERM waits for in-flight requests.
-const shutdownTimeout = 15 * time.Second
+// handBackMargin is how long before the shutdown bound the attempts still running
+// are cut short and handed back, leaving time to nak their jobs and drain NATS.
+const handBackMargin = 2 * time.Second
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -41,6 +42,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	natsURL := fs.String("nats-url", "", "NATS URL (overrides NATS_URL and nats.url; empty = embedded)")
 	redisURL := fs.String("redis-url", "", "Redis URL (overrides REDIS_URL and redis.url; empty = embedded)")
 	logFormat := fs.String("log-format", "", "json or console (overrides log.format)")
+	roles := fs.String("roles", "", "comma-separated roles to run: ingest,deliver,schedule (overrides HOOKRELAY_ROLES and roles; default all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +54,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		if v != "" {
 			*dst = v
 		}
+	}
+	if *roles != "" {
+		cfg.Roles = splitRoles(*roles)
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid config:\n%w", err)
@@ -66,14 +71,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 // listening is where serve's listeners accept connections.
 type listening struct {
-	Ingest string // providers
+	Ingest string // providers; empty without the ingest role
 	Admin  string // on-call
 }
 
-// runServe runs until ctx is cancelled, then shuts down in order: stop taking
-// requests, then drain NATS, then close Redis. ready, if not nil, receives the
-// listeners' addresses once they accept connections (tests).
+// runServe runs the roles of cfg until ctx is cancelled, then shuts down in order:
+// stop taking provider requests, stop taking delivery jobs and let running attempts
+// finish (cut short and handed back shortly before cfg.ShutdownTimeout), drain NATS,
+// close Redis. ready, if not nil, receives the listeners' addresses once they accept
+// connections (tests). Every process serves the admin listener, whatever its roles.
 func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- listening) error {
+	roles := cfg.roleSet()
 	deps, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -84,10 +92,11 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	// after the listener (SPEC §10: stop taking requests, then finish attempts).
 	dctx, stopDelivery := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDelivery()
-	dl, err := startDelivery(dctx, cfg, deps, log)
+	dl, err := startDelivery(dctx, cfg, deps, roles, log)
 	if err != nil {
 		return err
 	}
+	defer dl.store.Close() // after the admin listener, which reads the schedule too
 	ic, err := cfg.ingestConfig()
 	if err != nil {
 		return err
@@ -95,6 +104,8 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	ic.Logger = log
 	marker := ingest.NewRedisMarker(deps.rdb, rkeys.Keyspace{Prefix: cfg.Redis.Prefix})
 	defer marker.Close() // after the listener has drained (defers run last-in first-out)
+	// The handler is built in every process: the admin API reprocesses rejected bodies
+	// through it.
 	h, err := ingest.New(ic, deps.js, marker)
 	if err != nil {
 		return err
@@ -104,17 +115,23 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 		return err
 	}
 	defer adminSrv.close()
-	srv := ingest.NewServer(cfg.Listen, h)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	log.Info("receiving provider webhooks", zap.String("listen", ln.Addr().String()), zap.Int("sources", len(cfg.Sources)))
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- fmt.Errorf("provider listener: %w", srv.Serve(ln)) }()
+	var srv *http.Server
+	addrs := listening{Admin: adminLn.Addr().String()}
+	if roles[RoleIngest] {
+		srv = ingest.NewServer(cfg.Listen, h)
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		addrs.Ingest = ln.Addr().String()
+		log.Info("receiving provider webhooks", zap.String("listen", addrs.Ingest), zap.Int("sources", len(cfg.Sources)))
+		go func() { serveErr <- fmt.Errorf("provider listener: %w", srv.Serve(ln)) }()
+	}
 	go func() { serveErr <- fmt.Errorf("admin listener: %w", adminSrv.http.Serve(adminLn)) }()
+	log.Info("serving", zap.Strings("roles", roleNames(roles)))
 	if ready != nil {
-		ready <- listening{Ingest: ln.Addr().String(), Admin: adminLn.Addr().String()}
+		ready <- addrs
 	}
 
 	select {
@@ -122,22 +139,45 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: no new requests; finishing in-flight ones", zap.Duration("bound", shutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	bound := cfg.ShutdownTimeout.D()
+	log.Info("shutting down: no new requests; finishing in-flight ones", zap.Duration("bound", bound))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("provider listener did not drain in time", zap.Error(err))
+	if srv != nil {
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("provider listener did not drain in time", zap.Error(err))
+		}
 	}
+	stopDelivery()
+	handBack := time.NewTimer(max(bound-handBackMargin, bound/2))
+	defer handBack.Stop()
+	select {
+	case <-dl.done:
+	case <-handBack.C:
+		log.Warn("attempts still running at the shutdown bound are cut short and handed back; they are attempted again at once, elsewhere or after a restart")
+		dl.handBack()
+		select {
+		case <-dl.done:
+		case <-sctx.Done():
+			log.Warn("delivery did not stop in time; unfinished attempts come again after restart")
+		}
+	}
+	// The admin listener stays up until delivery has stopped, so /readyz and /metrics
+	// answer during the drain.
 	if err := adminSrv.http.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("admin listener did not drain in time", zap.Error(err))
 	}
-	stopDelivery()
-	select {
-	case <-dl.done:
-	case <-sctx.Done():
-		log.Warn("delivery did not stop in time; unfinished attempts come again after restart")
-	}
 	return nil
+}
+
+func roleNames(roles map[string]bool) []string {
+	var out []string
+	for _, r := range allRoles {
+		if roles[r] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // delivery is what startDelivery runs; the admin API reads and changes it.
@@ -145,15 +185,33 @@ type delivery struct {
 	done      <-chan struct{} // closed when all have stopped
 	endpoints *deliver.EndpointStore
 	store     *schedule.Store
-	sched     *schedule.Scheduler
+	sched     *schedule.Scheduler // nil without the schedule role
+	worker    *deliver.Worker     // nil without the deliver role
 	index     *deliver.EventIndex
 	set       *deliver.EndpointSet
 }
 
-// startDelivery seeds the configured endpoints, then runs fan-out, the schedule loop
-// and the workers until ctx ends. done closes when all have stopped (in-flight
-// attempts finished and recorded).
-func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (*delivery, error) {
+// notify wakes this process's schedule loop; nil without one (another process's loop
+// finds the work within a second).
+func (d *delivery) notify() deliver.Notifier {
+	if d.sched == nil {
+		return nil
+	}
+	return d.sched
+}
+
+// handBack cuts short the attempts still running (see deliver.Worker.HandBack).
+func (d *delivery) handBack() {
+	if d.worker != nil {
+		d.worker.HandBack()
+	}
+}
+
+// startDelivery seeds the configured endpoints and opens the stores every role reads,
+// then runs what roles ask for until ctx ends: fan-out and the workers (deliver), the
+// schedule loop (schedule). done closes when all have stopped (in-flight attempts
+// finished and recorded, or handed back).
+func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]bool, log *zap.Logger) (_ *delivery, err error) {
 	topo := natsx.Topology{}
 	eps, err := cfg.endpoints()
 	if err != nil {
@@ -178,46 +236,66 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, log *zap.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	disp, err := deliver.NewDispatcher(ctx, deliver.DispatcherConfig{JS: d.js, Topology: topo, Endpoints: set, Store: store, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	sched, err := schedule.New(schedule.Config{Store: store, Dispatch: disp, Parallel: 32, Logger: log})
-	if err != nil {
-		return nil, err
-	}
 	keys := rkeys.Keyspace{Prefix: cfg.Redis.Prefix}
 	index := deliver.NewEventIndex(d.rdb, keys, cfg.streamConfig().EventsMaxAge)
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Index: index, Logger: log})
-	if err != nil {
-		return nil, err
+	dl := &delivery{endpoints: endpoints, store: store, index: index, set: set}
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+	runs := map[string]func(context.Context) error{}
+	if roles[RoleSchedule] {
+		disp, err := deliver.NewDispatcher(ctx, deliver.DispatcherConfig{JS: d.js, Topology: topo, Endpoints: set, Store: store, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		if dl.sched, err = schedule.New(schedule.Config{Store: store, Dispatch: disp, Parallel: 32, Logger: log}); err != nil {
+			return nil, err
+		}
+		runs["schedule"] = dl.sched.Run
 	}
-	allow, err := cfg.deliveryAllow()
-	if err != nil {
-		return nil, err
-	}
-	sender, err := deliver.NewSender(deliver.SenderConfig{Guard: deliver.NewGuard(allow), Timeout: cfg.Delivery.Timeout.D()})
-	if err != nil {
-		return nil, err
-	}
-	worker, err := deliver.NewWorker(deliver.WorkerConfig{
-		JS: d.js, Topology: topo, Endpoints: set, Store: store, Sender: sender, Notify: sched, Logger: log,
-	})
-	if err != nil {
-		return nil, err
+	var sender *deliver.Sender
+	if roles[RoleDeliver] {
+		fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Index: index, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		allow, err := cfg.deliveryAllow()
+		if err != nil {
+			return nil, err
+		}
+		if sender, err = deliver.NewSender(deliver.SenderConfig{Guard: deliver.NewGuard(allow), Timeout: cfg.Delivery.Timeout.D()}); err != nil {
+			return nil, err
+		}
+		if dl.worker, err = deliver.NewWorker(deliver.WorkerConfig{
+			JS: d.js, Topology: topo, Endpoints: set, Store: store, Sender: sender, Notify: dl.notify(), Logger: log,
+		}); err != nil {
+			return nil, err
+		}
+		runs["fan-out"], runs["deliver"] = fan.Run, dl.worker.Run
 	}
 	done := make(chan struct{})
+	dl.done = done
 	var wg sync.WaitGroup
-	for name, run := range map[string]func(context.Context) error{"fan-out": fan.Run, "schedule": sched.Run, "deliver": worker.Run} {
+	for name, run := range runs {
 		wg.Go(func() {
 			if err := run(ctx); err != nil {
 				log.Error(name+" stopped", zap.Error(err))
 			}
 		})
 	}
-	go func() { wg.Wait(); sender.Close(); store.Close(); close(done) }()
-	log.Info("delivering to merchant endpoints", zap.Int("endpoints", len(set.All())), zap.Int("max_attempts", store.Policy().MaxAttempts()))
-	return &delivery{done: done, endpoints: endpoints, store: store, sched: sched, index: index, set: set}, nil
+	go func() {
+		wg.Wait()
+		if sender != nil {
+			sender.Close()
+		}
+		close(done)
+	}()
+	if roles[RoleDeliver] {
+		log.Info("delivering to merchant endpoints", zap.Int("endpoints", len(set.All())), zap.Int("max_attempts", store.Policy().MaxAttempts()))
+	}
+	return dl, nil
 }
 
 // adminServer is the on-call API and its listener's server.
@@ -233,7 +311,7 @@ func (a *adminServer) close() { a.api.Close() }
 func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *ingest.Handler, log *zap.Logger) (*adminServer, net.Listener, error) {
 	topo := natsx.Topology{}
 	letters, err := deliver.NewDeadLetterStore(ctx, deliver.DeadLetterConfig{
-		JS: d.js, Topology: topo, Schedule: dl.store, Endpoints: dl.endpoints, Notify: dl.sched,
+		JS: d.js, Topology: topo, Schedule: dl.store, Endpoints: dl.endpoints, Notify: dl.notify(),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -247,7 +325,7 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 		return nil, nil, err
 	}
 	redriver, err := deliver.NewRedriver(ctx, deliver.RedriveConfig{
-		JS: d.js, Topology: topo, Endpoints: dl.set, Schedule: dl.store, Index: dl.index, Notify: dl.sched,
+		JS: d.js, Topology: topo, Endpoints: dl.set, Schedule: dl.store, Index: dl.index, Notify: dl.notify(),
 	})
 	if err != nil {
 		return nil, nil, err

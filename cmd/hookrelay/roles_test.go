@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.uber.org/zap"
+
+	"github.com/hookrelay/hookrelay/configs"
+	"github.com/hookrelay/hookrelay/internal/testenv"
+)
+
+// startProcess runs serve with cfg (validated) until the test ends.
+func startProcess(t *testing.T, cfg *Config) listening {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan listening, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, zap.NewNop(), ready) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve %v returned %v after shutdown", cfg.Roles, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("serve %v did not stop within 30s of cancel", cfg.Roles)
+		}
+	})
+	select {
+	case addr := <-ready:
+		return addr
+	case err := <-done:
+		t.Fatalf("serve %v: %v", cfg.Roles, err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve %v did not start", cfg.Roles)
+	}
+	return listening{}
+}
+
+// TestRoles: three processes, one role each, against one NATS and one Redis. An event
+// taken by the ingest process is not delivered until a deliver process runs; its
+// failed first attempt is not retried until a schedule process runs; then it is. Only
+// the ingest process listens for providers; each serves the admin listener.
+func TestRoles(t *testing.T) {
+	ns := testenv.NewInProcessNATS(t)
+	rd := testenv.NewRedis(t)
+	redisURL := os.Getenv(testenv.EnvRedis)
+	if rd.Mini != nil {
+		redisURL = "redis://" + rd.Mini.Addr()
+	}
+
+	verifier, err := standardwebhooks.NewWebhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	attempts := 0
+	arrived := make(chan int, 10)
+	merchant := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if err := verifier.Verify(b, r.Header); err != nil {
+			t.Errorf("signature: %v", err)
+		}
+		mu.Lock()
+		attempts++
+		n := attempts
+		mu.Unlock()
+		if n == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		arrived <- n
+	}))
+	defer merchant.Close()
+
+	config := func(roles ...string) *Config {
+		cfg, err := loadConfig("", configs.Dev, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Roles = roles
+		cfg.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.NATS.URL, cfg.Redis.URL, cfg.Redis.Prefix = ns.URL, redisURL, rd.Prefix
+		cfg.Endpoints[0].URL = merchant.URL + "/hooks"
+		cfg.Retry = RetryConfig{Delays: []Duration{Duration(time.Second)}, GiveUpAfter: Duration(time.Minute)}
+		return cfg
+	}
+	quiet := func(what string, d time.Duration) {
+		t.Helper()
+		select {
+		case n := <-arrived:
+			t.Fatalf("%s: the merchant got attempt %d", what, n)
+		case <-time.After(d):
+		}
+	}
+	await := func(what string, want int) {
+		t.Helper()
+		select {
+		case n := <-arrived:
+			if n != want {
+				t.Fatalf("%s: attempt %d, want %d", what, n, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s: no attempt within 15s", what)
+		}
+	}
+
+	in := startProcess(t, config(RoleIngest))
+	if in.Ingest == "" || in.Admin == "" {
+		t.Fatalf("ingest process listens on %+v, want both listeners", in)
+	}
+	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+in.Ingest+"/ingest/paymaya/acme-maya", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("", "dev-maya-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ingest answered %d", resp.StatusCode)
+	}
+	quiet("ingest role alone", 1500*time.Millisecond)
+
+	dl := startProcess(t, config(RoleDeliver))
+	if dl.Ingest != "" {
+		t.Errorf("deliver process listens for providers on %s", dl.Ingest)
+	}
+	await("deliver role started", 1)
+	quiet("first attempt failed; retry due in 1s; no schedule role", 3*time.Second)
+
+	sc := startProcess(t, config(RoleSchedule))
+	if sc.Ingest != "" {
+		t.Errorf("schedule process listens for providers on %s", sc.Ingest)
+	}
+	await("schedule role started", 2)
+	for _, l := range []listening{in, dl, sc} {
+		resp, err := http.Get("http://" + l.Admin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s/readyz = %d", l.Admin, resp.StatusCode)
+		}
+	}
+	quiet("delivered", 500*time.Millisecond)
+}
+
+// TestRolesConfig: flags > env > file for roles, and a bad role is named.
+func TestRolesConfig(t *testing.T) {
+	file := []byte("roles: [ingest]\nadmin: {token: 0123456789abcdef}\n")
+	path := t.TempDir() + "/c.yaml"
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := loadConfig(path, nil, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := roleNames(cfg.roleSet()); strings.Join(got, ",") != "ingest" {
+		t.Errorf("file: roles %v, want [ingest]", got)
+	}
+	env["HOOKRELAY_ROLES"] = "deliver, schedule"
+	if cfg, err = loadConfig(path, nil, getenv); err != nil {
+		t.Fatal(err)
+	}
+	if got := roleNames(cfg.roleSet()); strings.Join(got, ",") != "deliver,schedule" {
+		t.Errorf("env over file: roles %v, want [deliver schedule]", got)
+	}
+	cfg.Roles = nil
+	if got := roleNames(cfg.roleSet()); strings.Join(got, ",") != "ingest,deliver,schedule" {
+		t.Errorf("none given: roles %v, want all three", got)
+	}
+	cfg.Roles = []string{"ingest", "worker"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `roles[1] "worker"`) {
+		t.Errorf("Validate with role worker = %v, want an error naming roles[1]", err)
+	}
+}
