@@ -45,6 +45,9 @@ type Config struct {
 	Live LiveEndpoints
 	// Ready reports whether NATS and Redis answer (GET /readyz); nil means ready.
 	Ready func(ctx context.Context) error
+	// Metrics serves GET /metrics (Prometheus); nil: no such route. Like /healthz and
+	// /readyz it needs no token, so a scraper holds none.
+	Metrics http.Handler
 	// MaxBulkReplay bounds how many letters one bulk replay job may take; default 100,000.
 	MaxBulkReplay int
 	Clock         clock.Clock
@@ -125,6 +128,9 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("/readyz", s.readyz)
+	if s.cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.cfg.Metrics)
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		apierr.Write(w, apierr.New(apierr.NotFound, "no route "+r.URL.Path))
 	})

@@ -56,14 +56,14 @@ func (d *dying) Succeed(ctx context.Context, id string, attempt int, rec []byte)
 	return d.Recorder.Succeed(ctx, id, attempt, rec)
 }
 
-func (d *dying) Kill(ctx context.Context, id string, attempt int, rec []byte) (bool, error) {
+func (d *dying) Kill(ctx context.Context, id string, attempt int, now time.Time, rec []byte) (bool, error) {
 	if d.at("kill") {
 		if d.point == "after-record" {
-			_, _ = d.Recorder.Kill(ctx, id, attempt, rec)
+			_, _ = d.Recorder.Kill(ctx, id, attempt, now, rec)
 		}
 		return false, d.die()
 	}
-	return d.Recorder.Kill(ctx, id, attempt, rec)
+	return d.Recorder.Kill(ctx, id, attempt, now, rec)
 }
 
 // TestCrashAfterPOSTBeforeRecord: the merchant got the POST, the process died before

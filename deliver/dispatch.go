@@ -21,7 +21,7 @@ type Recorder interface {
 	Get(ctx context.Context, id string) (schedule.State, error)
 	Succeed(ctx context.Context, id string, attempt int, record []byte) (bool, error)
 	Fail(ctx context.Context, id string, attempt int, now time.Time, record []byte) (schedule.FailResult, error)
-	Kill(ctx context.Context, id string, attempt int, record []byte) (bool, error)
+	Kill(ctx context.Context, id string, attempt int, now time.Time, record []byte) (bool, error)
 	Hold(ctx context.Context, id string, attempt int, group string, now time.Time) (bool, error)
 	Unhold(ctx context.Context, group string, now time.Time) (int, error)
 	HeldGroups(ctx context.Context) ([]string, error)
@@ -42,6 +42,7 @@ type DispatcherConfig struct {
 	Store     Recorder
 	Clock     clock.Clock
 	Logger    *zap.Logger
+	Observer  PublishObserver // nil: not measured
 }
 
 // Dispatcher is the schedule's hand-off: it turns a claimed delivery (a retry, a
@@ -66,6 +67,9 @@ func NewDispatcher(ctx context.Context, cfg DispatcherConfig) (*Dispatcher, erro
 	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	events, err := cfg.JS.Stream(ctx, cfg.Topology.EventsStream())
 	if err != nil {
@@ -106,6 +110,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, c schedule.Claimed) error {
 	}
 	job := Job{ID: c.ID, Endpoint: endpointID, Attempt: c.Attempt, First: c.First, Due: c.Due, Seq: seq, Event: event}
 	if _, err := d.cfg.JS.PublishMsg(ctx, job.msg(d.cfg.Topology.DeliverySubject(endpointID))); err != nil {
+		d.cfg.Observer.PublishFailed(d.cfg.Topology.DeliveriesStream())
 		return fmt.Errorf("publish job %s: %w", c.ID, err)
 	}
 	// From here JetStream owns the attempt; the lease must not expire under a job that
@@ -131,7 +136,7 @@ func (d *Dispatcher) kill(ctx context.Context, c schedule.Claimed, seq uint64, e
 	if err != nil {
 		return err
 	}
-	_, err = d.cfg.Store.Kill(ctx, c.ID, c.Attempt, raw)
+	_, err = d.cfg.Store.Kill(ctx, c.ID, c.Attempt, d.cfg.Clock.Now(), raw)
 	d.log.Warn("delivery dead before an attempt", zap.String("delivery_id", c.ID), zap.String("reason", reason))
 	return err
 }

@@ -32,9 +32,10 @@ type FanoutConfig struct {
 	Schedule  Scheduler
 	// Index, when set, records each event's place by id and reference_id (the admin
 	// API's lookups); an event is acked only once indexed.
-	Index  Indexer
-	Clock  clock.Clock
-	Logger *zap.Logger
+	Index    Indexer
+	Clock    clock.Clock
+	Logger   *zap.Logger
+	Observer PublishObserver // nil: not measured
 	// Consumer is the durable consumer's name; default "hookrelay-fanout".
 	Consumer string
 }
@@ -63,6 +64,9 @@ func NewFanout(ctx context.Context, cfg FanoutConfig) (*Fanout, error) {
 	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	cons, err := cfg.JS.CreateOrUpdateConsumer(ctx, cfg.Topology.EventsStream(), jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer,
@@ -218,6 +222,7 @@ func (f *Fanout) handle(ctx context.Context, msgs []jetstream.Msg) {
 			job := Job{ID: d.ID, Endpoint: target[i], Attempt: 1, First: res[i].First, Due: res[i].First, Seq: seqs[i], Event: it.m.Data()}
 			ack, err := f.cfg.JS.PublishMsgAsync(job.msg(f.cfg.Topology.DeliverySubject(target[i])))
 			if err != nil {
+				f.cfg.Observer.PublishFailed(f.cfg.Topology.DeliveriesStream())
 				it.err = fmt.Errorf("publish job %s: %w", d.ID, err)
 				continue
 			}
@@ -231,6 +236,7 @@ func (f *Fanout) handle(ctx context.Context, msgs []jetstream.Msg) {
 		select {
 		case <-ack.Ok():
 		case err := <-ack.Err():
+			f.cfg.Observer.PublishFailed(f.cfg.Topology.DeliveriesStream())
 			items[owner[i]].err = fmt.Errorf("publish job %s: %w", ds[i].ID, err)
 		case <-ctx.Done():
 			items[owner[i]].err = fmt.Errorf("publish job %s: %w", ds[i].ID, ctx.Err())

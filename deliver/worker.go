@@ -34,6 +34,7 @@ type WorkerConfig struct {
 	Notify    Notifier // optional: wakes the schedule after a reschedule
 	Clock     clock.Clock
 	Logger    *zap.Logger
+	Observer  Observer // nil: not measured
 	// AckWait is how long JetStream waits for a job's ack before redelivering it;
 	// it must exceed the attempt timeout plus bookkeeping. Default 2 minutes.
 	AckWait time.Duration
@@ -97,6 +98,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.Bookkeeping <= 0 {
 		cfg.Bookkeeping = 10 * time.Second
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	abort, handBack := context.WithCancel(context.Background())
 	return &Worker{
@@ -424,10 +428,12 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 	// it), only by HandBack once the shutdown's grace is over.
 	pctx, cancelPOST := context.WithCancel(context.WithoutCancel(ctx))
 	stopAbort := context.AfterFunc(w.abort, cancelPOST)
+	w.cfg.Observer.InFlight(ep.ID, 1)
 	a := w.cfg.Sender.Send(pctx, Request{
 		URL: ep.URL, Headers: ep.Headers, MsgID: eventID, Body: job.Event,
 		Signer: signer, Now: w.cfg.Clock.Now(),
 	})
+	w.cfg.Observer.InFlight(ep.ID, -1)
 	stopAbort()
 	cancelPOST()
 	cancel()
@@ -447,11 +453,13 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 	}
 	switch outcome {
 	case Delivered:
+		w.cfg.Observer.Attempted(ep.ID, outcome.String(), a.Duration)
 		return retry(bctx, func() error {
 			_, err := w.cfg.Store.Succeed(bctx, job.ID, job.Attempt, raw)
 			return err
 		})
 	case Dead:
+		w.cfg.Observer.Attempted(ep.ID, outcome.String(), a.Duration)
 		return w.finishDead(bctx, job, ref, raw, "endpoint answered 410 Gone")
 	}
 	var res schedule.FailResult
@@ -461,6 +469,11 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 	})
 	if err != nil {
 		return err
+	}
+	if res.Outcome == schedule.Dead {
+		w.cfg.Observer.Attempted(ep.ID, Dead.String(), a.Duration)
+	} else {
+		w.cfg.Observer.Attempted(ep.ID, outcome.String(), a.Duration)
 	}
 	switch res.Outcome {
 	case schedule.Dead:
@@ -495,7 +508,7 @@ func (w *Worker) finishDead(bctx context.Context, job *Job, ref EndpointRef, raw
 	var killed bool
 	var err error
 	if err := retry(bctx, func() error {
-		killed, err = w.cfg.Store.Kill(bctx, job.ID, job.Attempt, raw)
+		killed, err = w.cfg.Store.Kill(bctx, job.ID, job.Attempt, w.cfg.Clock.Now(), raw)
 		return err
 	}); err != nil {
 		return err

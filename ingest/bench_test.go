@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hookrelay/hookrelay/ingest"
+	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/natsx"
 	"github.com/hookrelay/hookrelay/internal/rkeys"
 	"github.com/hookrelay/hookrelay/internal/testenv"
@@ -32,6 +33,7 @@ func BenchmarkIngest(b *testing.B) {
 	h, err := ingest.New(ingest.Config{
 		Sources:  []ingest.Source{{ID: "acme-maya", Provider: "paymaya", Merchant: "acme", Token: mayaToken}},
 		Topology: n.Topo,
+		Observer: metrics.New(), // as serve runs it
 	}, n.JS, marker)
 	if err != nil {
 		b.Fatal(err)

@@ -44,7 +44,23 @@ type Config struct {
 	Topology natsx.Topology
 	Clock    clock.Clock // nil = real
 	Logger   *zap.Logger // nil = no logs
+	Observer Observer    // nil = not measured
 }
+
+// Observer is told what each provider request came to (metrics).
+type Observer interface {
+	// IngestRequest: one request to /ingest/{provider}/{source}, answered after d.
+	// provider and source are "unknown" when not configured (their values come from
+	// the URL); outcome is "accepted", "duplicate", or the error code of the answer.
+	IngestRequest(provider, source, outcome string, d time.Duration)
+	// PublishFailed: a JetStream publish to stream failed (not a message too large).
+	PublishFailed(stream string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) IngestRequest(string, string, string, time.Duration) {}
+func (nopObserver) PublishFailed(string)                                {}
 
 // Source is one provider account of one merchant: who may post to
 // /ingest/{Provider}/{ID} and how they prove it.
@@ -104,6 +120,9 @@ func (c Config) withDefaults() Config {
 	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	return c
 }

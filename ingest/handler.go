@@ -89,33 +89,51 @@ type Response struct {
 }
 
 func (h *Handler) serveIngest(w http.ResponseWriter, r *http.Request) {
+	start := h.cfg.Clock.Now()
+	src, outcome := h.ingest(w, r)
+	provider, source := "unknown", "unknown"
+	if src != nil {
+		provider, source = src.Provider, src.ID
+	}
+	h.cfg.Observer.IngestRequest(provider, source, outcome, h.cfg.Clock.Now().Sub(start))
+}
+
+// ingest answers one provider request; it returns the source (nil when the URL names
+// none) and the outcome: "accepted", "duplicate", or the answer's error code.
+func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) (*source, string) {
 	src, aerr := h.admit(w, r)
 	if aerr != nil {
-		apierr.Write(w, aerr)
-		return
+		return src, writeError(w, aerr)
 	}
 	raw, aerr := h.readInput(w, r, src)
 	if aerr != nil {
-		apierr.Write(w, aerr)
-		return
+		return src, writeError(w, aerr)
 	}
 	receivedAt := h.cfg.Clock.Now()
 	ev, err := parseInput(src, raw, receivedAt)
 	if err != nil {
-		apierr.Write(w, h.reject(r, src, raw, receivedAt, err))
-		return
+		return src, writeError(w, h.reject(r, src, raw, receivedAt, err))
 	}
 	resp, aerr := h.store(r.Context(), ev)
 	if aerr != nil {
-		apierr.Write(w, aerr)
-		return
+		return src, writeError(w, aerr)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+	if resp.Duplicate {
+		return src, "duplicate"
+	}
+	return src, "accepted"
+}
+
+func writeError(w http.ResponseWriter, e *apierr.Error) string {
+	apierr.Write(w, e)
+	return string(e.Code)
 }
 
 // admit resolves the source and checks method, client network and credentials.
-// Nothing is stored for a request it refuses.
+// Nothing is stored for a request it refuses. The source is returned with an error
+// too when the URL names a configured one (metrics label it).
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*source, *apierr.Error) {
 	provider := r.PathValue("provider")
 	if provider != parse.ProviderPayMaya && provider != parse.ProviderPaytia {
@@ -131,13 +149,13 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*source, *apier
 	}
 	if r.Method != http.MethodPost && !(provider == parse.ProviderPaytia && r.Method == http.MethodGet) {
 		w.Header().Set("Allow", allowed)
-		return nil, apierr.New(apierr.MethodNotAllowed, r.Method+" is not accepted here; use "+allowed)
+		return src, apierr.New(apierr.MethodNotAllowed, r.Method+" is not accepted here; use "+allowed)
 	}
 	if !src.allows(r) {
-		return nil, apierr.New(apierr.IngestForbiddenClient, "this client address may not post to source "+src.ID)
+		return src, apierr.New(apierr.IngestForbiddenClient, "this client address may not post to source "+src.ID)
 	}
 	if !src.authenticated(r) {
-		return nil, apierr.New(apierr.IngestUnauthorized, "missing or wrong source token (HTTP Basic password, Bearer, or ?token=)")
+		return src, apierr.New(apierr.IngestUnauthorized, "missing or wrong source token (HTTP Basic password, Bearer, or ?token=)")
 	}
 	return src, nil
 }
@@ -219,7 +237,7 @@ func (h *Handler) store(ctx context.Context, ev *parse.Event) (Response, *apierr
 	// The wait for the PubAck does not end when the provider hangs up: an event stored
 	// after that must still get its seen marker, or a retry past JetStream's duplicate
 	// window would store it twice. PublishTimeout still bounds the wait.
-	ack, aerr := h.publish(context.WithoutCancel(ctx), msg, ev.ID, func(fut jetstream.PubAckFuture) { h.markWhenStored(fut, ev.ID) })
+	ack, aerr := h.publish(context.WithoutCancel(ctx), msg, h.cfg.Topology.EventsStream(), ev.ID, func(fut jetstream.PubAckFuture) { h.markWhenStored(fut, ev.ID) })
 	if aerr != nil {
 		return Response{}, aerr
 	}
@@ -242,7 +260,7 @@ func (h *Handler) seen(ctx context.Context, id string) (bool, error) {
 // publish sends msg with Nats-Msg-Id msgID to the stream its subject belongs to and
 // waits for the PubAck, at most PublishTimeout. If the wait ends first, late (when not
 // nil) gets the pending publish to follow in the background.
-func (h *Handler) publish(ctx context.Context, msg *nats.Msg, msgID string, late func(jetstream.PubAckFuture)) (*jetstream.PubAck, *apierr.Error) {
+func (h *Handler) publish(ctx context.Context, msg *nats.Msg, stream, msgID string, late func(jetstream.PubAckFuture)) (*jetstream.PubAck, *apierr.Error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
 	ack, err := h.awaitAck(ctx, msg, msgID, late)
@@ -252,6 +270,7 @@ func (h *Handler) publish(ctx context.Context, msg *nats.Msg, msgID string, late
 	if errors.Is(err, nats.ErrMaxPayload) {
 		return nil, apierr.New(apierr.IngestBodyTooLarge, "the request is too large for the message store")
 	}
+	h.cfg.Observer.PublishFailed(stream)
 	h.log.Warn("publish failed; provider told to retry", zap.String("subject", msg.Subject), zap.String("msg_id", msgID), zap.Error(err))
 	e := apierr.New(apierr.IngestStorageUnavailable, "the event could not be stored durably; retry later")
 	e.RetryAfter = h.cfg.RetryAfter

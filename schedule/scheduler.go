@@ -41,6 +41,13 @@ type Config struct {
 	// batch of round trips in series.
 	Parallel int
 	Logger   *zap.Logger // nil: no logs
+	Observer Observer    // nil: not measured
+}
+
+// Observer is told how late each claimed delivery was (metrics).
+type Observer interface {
+	// Claimed: a delivery was claimed late after its due time (0 if not late).
+	Claimed(late time.Duration)
 }
 
 // Validate reports whether c is usable (after defaults).
@@ -74,6 +81,7 @@ type Scheduler struct {
 	parallel int
 	lease    time.Duration
 	log      *zap.Logger
+	obs      Observer
 	wake     chan struct{}
 }
 
@@ -90,6 +98,7 @@ func New(cfg Config) (*Scheduler, error) {
 		parallel: max(cfg.Parallel, 1),
 		lease:    cfg.Lease,
 		log:      cfg.Logger,
+		obs:      cfg.Observer,
 		wake:     make(chan struct{}, 1),
 	}
 	if s.batch == 0 {
@@ -120,6 +129,11 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 	claimed, err := s.store.Claim(ctx, now, s.batch, s.lease)
 	if err != nil {
 		return 0, err
+	}
+	if s.obs != nil {
+		for _, c := range claimed {
+			s.obs.Claimed(max(now.Sub(c.Due), 0))
+		}
 	}
 	var (
 		mu   sync.Mutex

@@ -467,6 +467,7 @@ func parseMS(v string) (int64, error) {
 // failScript records a failed attempt and schedules the next one, or makes the
 // delivery dead when the policy has no next attempt.
 //
+//	KEYS[8] the dead set
 //	ARGV[4] attempt  ARGV[5] record  ARGV[6] log cap  ARGV[7] now ms  ARGV[8] ttl ms
 //	ARGV[9..] the policy's offsets in ms: ARGV[8+n] is attempt n's
 //	returns {0} stale (nothing changed), {1, next attempt, next due ms}, {2} dead
@@ -482,6 +483,7 @@ if off then
   return {1, n, due}
 end
 finish(f, 'd', a, fi, p, ARGV[8])
+redis.call('ZADD', KEYS[8], ARGV[7], ARGV[3])
 return {2}
 `)
 
@@ -497,10 +499,12 @@ return {1}
 
 // killScript records the attempt and makes the delivery dead at once.
 //
-//	ARGV[4] attempt  ARGV[5] record  ARGV[6] log cap  ARGV[7] ttl ms
+//	KEYS[8] the dead set
+//	ARGV[4] attempt  ARGV[5] record  ARGV[6] log cap  ARGV[7] ttl ms  ARGV[8] now ms
 //	returns {0} stale, {1} dead
 var killScript = redis.NewScript(lib + fence + logRecord + `
 finish(f, 'd', a, fi, p, ARGV[7])
+redis.call('ZADD', KEYS[8], ARGV[8], ARGV[3])
 return {1}
 `)
 
@@ -556,7 +560,7 @@ func (s *Store) fencedOK(ctx context.Context, op, id string, script *redis.Scrip
 // otherwise the result is Stale and nothing changes.
 func (s *Store) Fail(ctx context.Context, id string, attempt int, now time.Time, record []byte) (FailResult, error) {
 	args := append([]any{attempt, record, MaxAttemptLog, ms(now), s.doneTTL.Milliseconds()}, s.offsets...)
-	res, err := s.fenced(ctx, "fail", id, failScript, nil, args...)
+	res, err := s.fenced(ctx, "fail", id, failScript, []string{s.keys.SchedDead()}, args...)
 	if err != nil {
 		return FailResult{}, err
 	}
@@ -584,10 +588,10 @@ func (s *Store) Succeed(ctx context.Context, id string, attempt int, record []by
 	return s.fencedOK(ctx, "succeed", id, succeedScript, nil, attempt, record, MaxAttemptLog, s.doneTTL.Milliseconds())
 }
 
-// Kill records the attempt and makes the delivery dead at once (410 Gone). False
-// when stale.
-func (s *Store) Kill(ctx context.Context, id string, attempt int, record []byte) (bool, error) {
-	return s.fencedOK(ctx, "kill", id, killScript, nil, attempt, record, MaxAttemptLog, s.doneTTL.Milliseconds())
+// Kill records the attempt and makes the delivery dead at once (410 Gone) at now.
+// False when stale.
+func (s *Store) Kill(ctx context.Context, id string, attempt int, now time.Time, record []byte) (bool, error) {
+	return s.fencedOK(ctx, "kill", id, killScript, []string{s.keys.SchedDead()}, attempt, record, MaxAttemptLog, s.doneTTL.Milliseconds(), ms(now))
 }
 
 // Release hands a leased or queued delivery back as pending at due without counting
@@ -703,6 +707,7 @@ func (s *Store) Reclaim(ctx context.Context, now time.Time, max int) (int, error
 // reviveScript makes a dead delivery pending with a fresh schedule, keeping its
 // attempt log.
 //
+//	KEYS[8] the dead set
 //	ARGV[4] now ms  ARGV[5] attempt  ARGV[6] the dead schedule's first ms, or '' for any
 //	returns 1 revived, 0 not dead, or dead from another schedule (nothing changed)
 var reviveScript = redis.NewScript(lib + `
@@ -717,6 +722,7 @@ put(free, 'p', ARGV[5], ARGV[4], d[2] or '')
 pend(free, ARGV[4])
 redis.call('DEL', KEYS[6])
 redis.call('PERSIST', KEYS[7])
+redis.call('ZREM', KEYS[8], ARGV[3])
 return 1
 `)
 
@@ -735,11 +741,59 @@ func (s *Store) Revive(ctx context.Context, id string, deadFirst, now time.Time,
 	if !deadFirst.IsZero() {
 		first = strconv.FormatInt(ms(deadFirst), 10)
 	}
-	n, err := s.run(ctx, reviveScript, id, nil, ms(now), attempt, first).Int()
+	n, err := s.run(ctx, reviveScript, id, []string{s.keys.SchedDead()}, ms(now), attempt, first).Int()
 	if err != nil {
 		return false, fmt.Errorf("revive %s: %w", id, err)
 	}
 	return n == 1, nil
+}
+
+// Counts are the schedule's sizes for metrics.
+type Counts struct {
+	Pending int64 // deliveries waiting for a due time (retries, releases, revivals)
+	Dead    int64 // dead deliveries not revived since, dead after the keepDead cut-off
+}
+
+// Count reads Counts. Dead deliveries that died before now-keepDead (their letters
+// have aged out of the dead stream) are forgotten first; keepDead 0 keeps all. Pending
+// is summed over the buckets of the index, a page of ZCARDs per round trip.
+func (s *Store) Count(ctx context.Context, now time.Time, keepDead time.Duration) (Counts, error) {
+	var c Counts
+	if keepDead > 0 {
+		if err := s.rdb.ZRemRangeByScore(ctx, s.keys.SchedDead(), "-inf", "("+strconv.FormatInt(ms(now.Add(-keepDead)), 10)).Err(); err != nil {
+			return c, fmt.Errorf("count dead: %w", err)
+		}
+	}
+	dead, err := s.rdb.ZCard(ctx, s.keys.SchedDead()).Result()
+	if err != nil {
+		return c, fmt.Errorf("count dead: %w", err)
+	}
+	c.Dead = dead
+	const page = 1000
+	for start := int64(0); ; start += page {
+		buckets, err := s.rdb.ZRange(ctx, s.keys.SchedIndex(), start, start+page-1).Result()
+		if err != nil {
+			return c, fmt.Errorf("count pending: %w", err)
+		}
+		if len(buckets) == 0 {
+			return c, nil
+		}
+		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, b := range buckets {
+				p.ZCard(ctx, s.keys.SchedBucketDue(b))
+			}
+			return nil
+		})
+		if err != nil {
+			return c, fmt.Errorf("count pending: %w", err)
+		}
+		for _, cmd := range cmds {
+			c.Pending += cmd.(*redis.IntCmd).Val()
+		}
+		if len(buckets) < page {
+			return c, nil
+		}
+	}
 }
 
 // NextWake is the earliest pending due time or lease expiry; false when there is

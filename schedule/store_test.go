@@ -140,7 +140,7 @@ func TestScheduleIdempotent(t *testing.T) {
 		}, StateDone},
 		{"dead", func(t *testing.T, st *Store, id string) {
 			claimOne(t, st, t0, id)
-			if ok, err := st.Kill(context.Background(), id, 1, []byte("410")); !ok || err != nil {
+			if ok, err := st.Kill(context.Background(), id, 1, time.Unix(1e9, 0), []byte("410")); !ok || err != nil {
 				t.Fatalf("Kill = %v, %v", ok, err)
 			}
 		}, StateDead},
@@ -321,7 +321,9 @@ func TestFence(t *testing.T) {
 		{"Succeed", func(st *Store, id string, attempt int) (bool, error) {
 			return st.Succeed(ctx, id, attempt, []byte("x"))
 		}},
-		{"Kill", func(st *Store, id string, attempt int) (bool, error) { return st.Kill(ctx, id, attempt, []byte("x")) }},
+		{"Kill", func(st *Store, id string, attempt int) (bool, error) {
+			return st.Kill(ctx, id, attempt, time.Unix(1e9, 0), []byte("x"))
+		}},
 		{"Release", func(st *Store, id string, attempt int) (bool, error) { return st.Release(ctx, id, attempt, t0.Add(h)) }},
 	}
 	cases := []struct {
@@ -402,7 +404,7 @@ func TestKillAndRevive(t *testing.T) {
 		t.Fatalf("Fail = %+v, %v", r, err)
 	}
 	claimOne(t, st, t0.Add(m), id)
-	if ok, err := st.Kill(ctx, id, 2, []byte("410")); !ok || err != nil {
+	if ok, err := st.Kill(ctx, id, 2, time.Unix(1e9, 0), []byte("410")); !ok || err != nil {
 		t.Fatalf("Kill = %v, %v, want true", ok, err)
 	}
 	wantState(t, st, State{ID: id, Name: StateDead, Attempt: 2, First: t0, Payload: d.Payload})
@@ -441,7 +443,7 @@ func TestReviveOnceUnderConcurrency(t *testing.T) {
 	id := "evt_1:ep-1"
 	mustSchedule(t, st, delivery(id, t0))
 	claimOne(t, st, t0, id)
-	if ok, err := st.Kill(context.Background(), id, 1, nil); !ok || err != nil {
+	if ok, err := st.Kill(context.Background(), id, 1, time.Unix(1e9, 0), nil); !ok || err != nil {
 		t.Fatalf("Kill = %v, %v", ok, err)
 	}
 	var (
@@ -738,5 +740,68 @@ func TestSlotCollision(t *testing.T) {
 	}
 	if _, err := st.Schedule(ctx, delivery(id2, t0)); err == nil {
 		t.Error("Schedule with every slot taken succeeded")
+	}
+}
+
+// TestCount: pending counts deliveries waiting for a due time (not leased, queued or
+// finished ones); dead counts deliveries dead by exhaustion or Kill until revived, and
+// forgets those that died before the keep-dead cut-off.
+func TestCount(t *testing.T) {
+	st, _ := newStore(t, Policy{Delays: []time.Duration{time.Minute}, GiveUpAfter: time.Hour})
+	ctx := context.Background()
+	count := func(now time.Time, keep time.Duration) Counts {
+		t.Helper()
+		c, err := st.Count(ctx, now, keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := count(t0, 0); c != (Counts{}) {
+		t.Fatalf("empty: Count = %+v", c)
+	}
+	const n = 2500 // more than one page of buckets
+	for i := range n {
+		due := t0.Add(10*time.Hour + time.Duration(i)*time.Millisecond)
+		if i < 2 {
+			due = t0.Add(time.Duration(i) * time.Millisecond)
+		}
+		mustSchedule(t, st, delivery(fmt.Sprintf("evt_%d:ep", i), due))
+	}
+	if c := count(t0, 0); c != (Counts{Pending: n}) {
+		t.Fatalf("after %d scheduled: Count = %+v", n, c)
+	}
+	// Two leased: one fails for good (the policy has 2 attempts), one is killed.
+	a, b := "evt_0:ep", "evt_1:ep"
+	claimOne(t, st, t0, a)
+	claimOne(t, st, t0.Add(time.Millisecond), b)
+	if c := count(t0, 0); c.Pending != n-2 {
+		t.Fatalf("two leased: Count = %+v, want pending %d", c, n-2)
+	}
+	if r, err := st.Fail(ctx, a, 1, t0, nil); err != nil || r.Outcome != Rescheduled {
+		t.Fatalf("Fail = %+v, %v", r, err)
+	}
+	claimOne(t, st, t0.Add(time.Minute), a)
+	if r, err := st.Fail(ctx, a, 2, t0.Add(time.Minute), nil); err != nil || r.Outcome != Dead {
+		t.Fatalf("Fail attempt 2 = %+v, %v, want dead", r, err)
+	}
+	if ok, err := st.Kill(ctx, b, 1, t0.Add(2*time.Hour), nil); !ok || err != nil {
+		t.Fatalf("Kill = %v, %v", ok, err)
+	}
+	if c := count(t0.Add(2*time.Hour), 0); c != (Counts{Pending: n - 2, Dead: 2}) {
+		t.Fatalf("one exhausted, one killed: Count = %+v", c)
+	}
+	if ok, err := st.Revive(ctx, a, t0, t0.Add(3*time.Hour), 1); !ok || err != nil {
+		t.Fatalf("Revive = %v, %v", ok, err)
+	}
+	if c := count(t0.Add(3*time.Hour), 0); c != (Counts{Pending: n - 1, Dead: 1}) {
+		t.Fatalf("revived: Count = %+v", c)
+	}
+	// b died at t0+2h: kept 2h later with a 3h cut-off, forgotten with a 1h one.
+	if c := count(t0.Add(4*time.Hour), 3*time.Hour); c.Dead != 1 {
+		t.Fatalf("within keep: Count = %+v, want dead 1", c)
+	}
+	if c := count(t0.Add(4*time.Hour), time.Hour); c.Dead != 0 {
+		t.Fatalf("past keep: Count = %+v, want dead 0", c)
 	}
 }

@@ -25,9 +25,17 @@ import (
 	"github.com/hookrelay/hookrelay/configs"
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/ingest"
+	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/natsx"
 	"github.com/hookrelay/hookrelay/internal/rkeys"
 	"github.com/hookrelay/hookrelay/schedule"
+)
+
+// The metrics feed every observer.
+var (
+	_ ingest.Observer   = (*metrics.Metrics)(nil)
+	_ deliver.Observer  = (*metrics.Metrics)(nil)
+	_ schedule.Observer = (*metrics.Metrics)(nil)
 )
 
 // handBackMargin is how long before the shutdown bound the attempts still running
@@ -87,6 +95,7 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 		return err
 	}
 	defer deps.close(log)
+	deps.metrics = metrics.New()
 
 	// Delivery runs first so its workers are up before providers are let in; it stops
 	// after the listener (SPEC §10: stop taking requests, then finish attempts).
@@ -101,7 +110,7 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	if err != nil {
 		return err
 	}
-	ic.Logger = log
+	ic.Logger, ic.Observer = log, deps.metrics
 	marker := ingest.NewRedisMarker(deps.rdb, rkeys.Keyspace{Prefix: cfg.Redis.Prefix})
 	defer marker.Close() // after the listener has drained (defers run last-in first-out)
 	// The handler is built in every process: the admin API reprocesses rejected bodies
@@ -239,6 +248,20 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 	keys := rkeys.Keyspace{Prefix: cfg.Redis.Prefix}
 	index := deliver.NewEventIndex(d.rdb, keys, cfg.streamConfig().EventsMaxAge)
 	dl := &delivery{endpoints: endpoints, store: store, index: index, set: set}
+	keepDead := cfg.NATS.DeadMaxAge.D()
+	if keepDead <= 0 {
+		keepDead = natsx.DefaultDeadMaxAge
+	}
+	d.metrics.ScrapeGauges(map[string]string{
+		"hookrelay_pending_retries":   "Deliveries waiting in Redis for a retry (or a replay) to come due.",
+		"hookrelay_dead_letters_open": "Dead deliveries not replayed since, within the dead letters' max age.",
+	}, 5*time.Second, func(ctx context.Context) (map[string]float64, error) {
+		c, err := store.Count(ctx, time.Now(), keepDead)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]float64{"hookrelay_pending_retries": float64(c.Pending), "hookrelay_dead_letters_open": float64(c.Dead)}, nil
+	})
 	defer func() {
 		if err != nil {
 			store.Close()
@@ -246,18 +269,18 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 	}()
 	runs := map[string]func(context.Context) error{}
 	if roles[RoleSchedule] {
-		disp, err := deliver.NewDispatcher(ctx, deliver.DispatcherConfig{JS: d.js, Topology: topo, Endpoints: set, Store: store, Logger: log})
+		disp, err := deliver.NewDispatcher(ctx, deliver.DispatcherConfig{JS: d.js, Topology: topo, Endpoints: set, Store: store, Logger: log, Observer: d.metrics})
 		if err != nil {
 			return nil, err
 		}
-		if dl.sched, err = schedule.New(schedule.Config{Store: store, Dispatch: disp, Parallel: 32, Logger: log}); err != nil {
+		if dl.sched, err = schedule.New(schedule.Config{Store: store, Dispatch: disp, Parallel: 32, Logger: log, Observer: d.metrics}); err != nil {
 			return nil, err
 		}
 		runs["schedule"] = dl.sched.Run
 	}
 	var sender *deliver.Sender
 	if roles[RoleDeliver] {
-		fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Index: index, Logger: log})
+		fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Index: index, Logger: log, Observer: d.metrics})
 		if err != nil {
 			return nil, err
 		}
@@ -270,6 +293,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 		}
 		if dl.worker, err = deliver.NewWorker(deliver.WorkerConfig{
 			JS: d.js, Topology: topo, Endpoints: set, Store: store, Sender: sender, Notify: dl.notify(), Logger: log,
+			Observer: d.metrics,
 		}); err != nil {
 			return nil, err
 		}
@@ -333,7 +357,7 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 	api, err := admin.New(admin.Config{
 		Rejected: quarantine, Redrive: redriver,
 		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Live: dl.set, Logger: log,
-		Ready: admin.Readiness(d.nc, d.rdb),
+		Ready: admin.Readiness(d.nc, d.rdb), Metrics: d.metrics.Handler(),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -347,13 +371,14 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 	return &adminServer{api: api, http: api.HTTPServer(cfg.Admin.Listen)}, ln, nil
 }
 
-// deps are the connections every role needs.
+// deps are the connections every role needs, and the metrics they all feed.
 type deps struct {
-	ns   *server.Server // embedded JetStream, if any
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	rdb  *redis.Client
-	mini *miniredis.Miniredis // embedded Redis, if any
+	metrics *metrics.Metrics
+	ns      *server.Server // embedded JetStream, if any
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	rdb     *redis.Client
+	mini    *miniredis.Miniredis // embedded Redis, if any
 }
 
 // connect starts or reaches NATS and Redis, retrying with backoff for up to a minute,

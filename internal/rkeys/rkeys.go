@@ -64,6 +64,10 @@ func (k Keyspace) SchedHeld(group string) string { return k.SchedPrefix() + "h:"
 // SET: group names.
 func (k Keyspace) SchedHeldGroups() string { return k.SchedPrefix() + "hg" }
 
+// SchedDead is the set of dead deliveries not revived since (the open dead letters).
+// ZSET: delivery id → when it died, unix ms.
+func (k Keyspace) SchedDead() string { return k.SchedPrefix() + "d" }
+
 // SchedBucketDue holds a bucket's pending deliveries.
 // ZSET (listpack): field → due time, unix ms.
 func (k Keyspace) SchedBucketDue(bucket string) string { return k.SchedPrefix() + "z:" + bucket }
