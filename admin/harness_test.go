@@ -66,7 +66,7 @@ func newEnvWith(t *testing.T, change func(*admin.Config)) *env {
 	var err error
 	e.store, err = schedule.NewStore(rd.Client, schedule.StoreConfig{Keys: rkeys.Keyspace{Prefix: rd.Prefix}})
 	must(t, err)
-	e.endpoints, err = deliver.OpenEndpointStore(ctx, e.nats.JS, e.nats.Topo.EndpointsBucket(), e.clock)
+	e.endpoints, err = deliver.OpenEndpointStore(ctx, e.nats.JS, e.nats.Topo.EndpointsBucket(), 1, e.clock)
 	must(t, err)
 	e.set, err = e.endpoints.Watch(ctx)
 	must(t, err)

@@ -32,13 +32,15 @@ type EndpointStore struct {
 	clock clock.Clock
 }
 
-// OpenEndpointStore creates or updates the bucket and returns the store.
-func OpenEndpointStore(ctx context.Context, js jetstream.JetStream, bucket string, c clock.Clock) (*EndpointStore, error) {
+// OpenEndpointStore creates or updates the bucket, with replicas copies like the
+// streams (0 or 1: one), and returns the store.
+func OpenEndpointStore(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, c clock.Clock) (*EndpointStore, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "hookrelay: merchant endpoints",
 		History:     5,
 		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("endpoint bucket %s: %w", bucket, err)

@@ -3,6 +3,7 @@ package deliver_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,7 +95,7 @@ func TestEndpointMatches(t *testing.T) {
 
 func openStore(t *testing.T, js jetstream.JetStream, bucket string, c clock.Clock) *deliver.EndpointStore {
 	t.Helper()
-	s, err := deliver.OpenEndpointStore(context.Background(), js, bucket, c)
+	s, err := deliver.OpenEndpointStore(context.Background(), js, bucket, 1, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,5 +255,19 @@ func eventually(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestEndpointStoreReplicas: the bucket is created with the replicas asked for, like
+// the streams: three on a single server is refused by the server (before the fix the
+// bucket silently got one copy).
+func TestEndpointStoreReplicas(t *testing.T) {
+	n := testenv.NewInProcessNATS(t)
+	_, err := deliver.OpenEndpointStore(context.Background(), n.JS, n.Topo.EndpointsBucket(), 3, nil)
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "replicas") {
+		t.Fatalf("OpenEndpointStore(replicas 3) on one server = %v, want the server's replicas error", err)
+	}
+	if _, err := deliver.OpenEndpointStore(context.Background(), n.JS, n.Topo.EndpointsBucket(), 1, nil); err != nil {
+		t.Fatalf("OpenEndpointStore(replicas 1) = %v", err)
 	}
 }

@@ -68,7 +68,7 @@ func BenchmarkDeliveries(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	endpoints, err := deliver.OpenEndpointStore(ctx, n.JS, n.Topo.EndpointsBucket(), nil)
+	endpoints, err := deliver.OpenEndpointStore(ctx, n.JS, n.Topo.EndpointsBucket(), 1, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -226,7 +226,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 	if err != nil {
 		return nil, err
 	}
-	endpoints, err := deliver.OpenEndpointStore(ctx, d.js, topo.EndpointsBucket(), nil)
+	endpoints, err := deliver.OpenEndpointStore(ctx, d.js, topo.EndpointsBucket(), cfg.NATS.Replicas, nil)
 	if err != nil {
 		return nil, err
 	}
