@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/natsx"
 	"github.com/hookrelay/hookrelay/internal/rkeys"
 	"github.com/hookrelay/hookrelay/internal/testenv"
@@ -81,6 +82,7 @@ func BenchmarkDeliveries(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	obs := metrics.New() // as serve runs it
 	disp, err := deliver.NewDispatcher(ctx, deliver.DispatcherConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Store: store})
 	if err != nil {
 		b.Fatal(err)
@@ -93,13 +95,13 @@ func BenchmarkDeliveries(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	worker, err := deliver.NewWorker(deliver.WorkerConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Store: store, Sender: sender, Notify: sched})
+	worker, err := deliver.NewWorker(deliver.WorkerConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Store: store, Sender: sender, Notify: sched, Observer: obs})
 	if err != nil {
 		b.Fatal(err)
 	}
 
 	b.ResetTimer()
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Schedule: store})
+	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Schedule: store, Observer: obs})
 	if err != nil {
 		b.Fatal(err)
 	}
