@@ -10,20 +10,24 @@ import (
 	"github.com/hookrelay/hookrelay/parse"
 )
 
-// source is a Source ready for requests: the token kept only as its hash, so every
-// comparison is of equal-length values in constant time.
+// source is a Source ready for requests: the tokens kept only as their hashes, so
+// every comparison is of equal-length values in constant time.
 type source struct {
 	parse.Source
-	tokenHash [sha256.Size]byte
-	allow     []netip.Prefix
+	tokenHashes [][sha256.Size]byte // the token, then the previous one if any
+	allow       []netip.Prefix
 }
 
 func newSource(s Source) *source {
-	return &source{
-		Source:    parse.Source{ID: s.ID, Provider: s.Provider, Merchant: s.Merchant},
-		tokenHash: sha256.Sum256([]byte(s.Token)),
-		allow:     s.AllowCIDRs,
+	src := &source{
+		Source:      parse.Source{ID: s.ID, Provider: s.Provider, Merchant: s.Merchant},
+		tokenHashes: [][sha256.Size]byte{sha256.Sum256([]byte(s.Token))},
+		allow:       s.AllowCIDRs,
 	}
+	if s.PreviousToken != "" {
+		src.tokenHashes = append(src.tokenHashes, sha256.Sum256([]byte(s.PreviousToken)))
+	}
+	return src
 }
 
 // allows reports whether the client address may post to this source.
@@ -62,7 +66,12 @@ func (s *source) authenticated(r *http.Request) bool {
 	return ok
 }
 
+// tokenMatches compares candidate with every token of the source (no early exit).
 func (s *source) tokenMatches(candidate string) bool {
 	h := sha256.Sum256([]byte(candidate))
-	return subtle.ConstantTimeCompare(h[:], s.tokenHash[:]) == 1
+	ok := 0
+	for _, th := range s.tokenHashes {
+		ok |= subtle.ConstantTimeCompare(h[:], th[:])
+	}
+	return ok == 1
 }

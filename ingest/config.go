@@ -71,6 +71,9 @@ type Source struct {
 	// Token is the inbound credential, accepted as the HTTP Basic password, ?token=, or
 	// Authorization: Bearer. Compared in constant time.
 	Token string
+	// PreviousToken, when set, is accepted too: during a rotation the provider may
+	// still send the old token until its settings change. Remove it once they have.
+	PreviousToken string
 	// AllowCIDRs, when not empty, are the only client networks accepted.
 	AllowCIDRs []netip.Prefix
 }
@@ -96,6 +99,9 @@ func (c Config) Validate() error {
 		}
 		if len(s.Token) < 16 {
 			errs = append(errs, fmt.Errorf("%s.token: must be at least 16 characters (is its environment variable set?)", at))
+		}
+		if s.PreviousToken != "" && len(s.PreviousToken) < 16 {
+			errs = append(errs, fmt.Errorf("%s.previous_token: must be at least 16 characters, or empty", at))
 		}
 	}
 	if c.MaxBodyBytes < 0 || c.PublishTimeout < 0 || c.SeenTimeout < 0 || c.RetryAfter < 0 {

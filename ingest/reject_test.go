@@ -195,3 +195,32 @@ func TestTruncatedBody(t *testing.T) {
 		t.Errorf("%d messages stored for a truncated request, want 0", n)
 	}
 }
+
+// TestPreviousToken: during a rotation a source accepts its token and its previous
+// one, in each of the three forms; any other token is still refused, and nothing is
+// stored for it. A previous token shorter than 16 characters is a config error.
+func TestPreviousToken(t *testing.T) {
+	const newToken, oldToken = "new-maya-token-0123456789", "old-maya-token-0123456789"
+	h := newHarness(t, withConfig(func(c *ingest.Config) {
+		c.Sources[0].Token, c.Sources[0].PreviousToken = newToken, oldToken
+	}))
+	n := 0
+	for _, tok := range []string{newToken, oldToken} {
+		for _, a := range []auth{authBasic, authBearer, authQuery} {
+			n++
+			r := maya(strings.Replace(successBody, `"id":"`, fmt.Sprintf(`"id":"rot%d-`, n), 1))
+			r.auth, r.token = a, tok
+			accepted(t, h.do(r))
+		}
+	}
+	for _, tok := range []string{mayaToken, oldToken + "x", newToken[:len(newToken)-1]} {
+		r := maya(successBody)
+		r.auth, r.token = authBearer, tok
+		refused(t, h.do(r), http.StatusUnauthorized, "INGEST_UNAUTHORIZED")
+	}
+
+	cfg := ingest.Config{Sources: []ingest.Source{{ID: "a", Provider: "paymaya", Merchant: "acme", Token: newToken, PreviousToken: "short"}}}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "sources[0].previous_token") {
+		t.Errorf("Validate with a short previous token = %v, want an error naming sources[0].previous_token", err)
+	}
+}

@@ -108,11 +108,14 @@ type IngestConfig struct {
 
 // SourceConfig is one provider account of one merchant.
 type SourceConfig struct {
-	ID         string   `yaml:"id"`
-	Provider   string   `yaml:"provider"`
-	Merchant   string   `yaml:"merchant"`
-	Token      string   `yaml:"token"`
-	AllowCIDRs []string `yaml:"allow_cidrs"`
+	ID       string `yaml:"id"`
+	Provider string `yaml:"provider"`
+	Merchant string `yaml:"merchant"`
+	Token    string `yaml:"token"`
+	// PreviousToken is accepted too during a rotation; remove it once the provider
+	// sends the new token.
+	PreviousToken string   `yaml:"previous_token,omitempty"`
+	AllowCIDRs    []string `yaml:"allow_cidrs"`
 }
 
 // EndpointConfig is one merchant subscription (SPEC §5).
@@ -279,7 +282,7 @@ func (c *Config) ingestConfig() (ingest.Config, error) {
 	}
 	var errs []error
 	for i, s := range c.Sources {
-		src := ingest.Source{ID: s.ID, Provider: s.Provider, Merchant: s.Merchant, Token: s.Token}
+		src := ingest.Source{ID: s.ID, Provider: s.Provider, Merchant: s.Merchant, Token: s.Token, PreviousToken: s.PreviousToken}
 		var perrs []error
 		src.AllowCIDRs, perrs = parsePrefixes(fmt.Sprintf("sources[%d].allow_cidrs", i), s.AllowCIDRs)
 		errs = append(errs, perrs...)

@@ -83,6 +83,9 @@ func (c *Config) masked() *Config {
 		if m.Sources[i].Token != "" {
 			m.Sources[i].Token = hidden
 		}
+		if m.Sources[i].PreviousToken != "" {
+			m.Sources[i].PreviousToken = hidden
+		}
 	}
 	m.Endpoints = append([]EndpointConfig(nil), c.Endpoints...)
 	for i := range m.Endpoints {

@@ -34,7 +34,7 @@ admin: {listen: 127.0.0.1:8081, token: admin-secret-token-planted-1}
 nats: {url: "nats://user:nats-password-planted@nats.internal:4222"}
 redis: {url: "redis://:redis-password-planted@redis.internal:6379/0"}
 sources:
-  - {id: acme-maya, provider: paymaya, merchant: acme, token: maya-token-planted-0123456}
+  - {id: acme-maya, provider: paymaya, merchant: acme, token: maya-token-planted-0123456, previous_token: maya-old-token-planted-0123}
 endpoints:
   - id: acme-orders
     merchant: acme
@@ -87,7 +87,7 @@ func TestConfigPrint(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, secret := range []string{"admin-secret-token-planted-1", "nats-password-planted", "redis-password-planted",
-		"maya-token-planted-0123456", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "header-credential-planted", "url-token-planted"} {
+		"maya-token-planted-0123456", "maya-old-token-planted-0123", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "header-credential-planted", "url-token-planted"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("config print shows %q:\n%s", secret, out)
 		}
