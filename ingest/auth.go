@@ -31,21 +31,58 @@ func newSource(s Source) *source {
 }
 
 // allows reports whether the client address may post to this source.
-func (s *source) allows(r *http.Request) bool {
+func (s *source) allows(client netip.Addr) bool {
 	if len(s.allow) == 0 {
 		return true
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
+	if !client.IsValid() {
 		return false
 	}
-	ip := ap.Addr().Unmap()
 	for _, p := range s.allow {
-		if p.Contains(ip) {
+		if p.Contains(client) {
 			return true
 		}
 	}
 	return false
+}
+
+// clientAddr is the address a request comes from: the TCP peer, or, when the peer is
+// one of the trusted proxies, the nearest address in X-Forwarded-For that is not a
+// trusted proxy (read from the right, since a client can write anything on the left;
+// all trusted: the leftmost). Invalid when it cannot be read, which no allow-list
+// admits.
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addr := ap.Addr().Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(trusted) == 0 || !isTrusted(addr) {
+		return addr
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{} // a hop we cannot read: trust nothing to its left
+		}
+		addr = a.Unmap()
+		if !isTrusted(addr) {
+			return addr
+		}
+	}
+	return addr
 }
 
 // authenticated reports whether the request carries the source token in one of the

@@ -40,6 +40,10 @@ type Config struct {
 	SeenTimeout time.Duration
 	// RetryAfter is the Retry-After sent with a 503. Default 5 s.
 	RetryAfter time.Duration
+	// TrustedProxies are the load balancers in front: a request from one of them is
+	// matched against a source's AllowCIDRs by the nearest untrusted address in its
+	// X-Forwarded-For. Empty: the TCP peer is the client, and the header is ignored.
+	TrustedProxies []netip.Prefix
 
 	Topology natsx.Topology
 	Clock    clock.Clock // nil = real

@@ -131,6 +131,7 @@ type request struct {
 	query       url.Values
 	auth        auth
 	token       string
+	header      http.Header // extra headers
 }
 
 func (h *harness) do(r request) *http.Response {
@@ -155,6 +156,9 @@ func (h *harness) do(r request) *http.Response {
 	}
 	if r.contentType != "" {
 		req.Header.Set("Content-Type", r.contentType)
+	}
+	for k, vs := range r.header {
+		req.Header[k] = vs
 	}
 	switch r.auth {
 	case authBasic:

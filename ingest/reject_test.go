@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -222,5 +223,51 @@ func TestPreviousToken(t *testing.T) {
 	cfg := ingest.Config{Sources: []ingest.Source{{ID: "a", Provider: "paymaya", Merchant: "acme", Token: newToken, PreviousToken: "short"}}}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "sources[0].previous_token") {
 		t.Errorf("Validate with a short previous token = %v, want an error naming sources[0].previous_token", err)
+	}
+}
+
+// TestTrustedProxies: behind a trusted load balancer a source's allow_cidrs are matched
+// against the nearest untrusted address in X-Forwarded-For (read from the right, so a
+// client cannot pass by writing an allowed address on the left); from an untrusted
+// peer, or with no trusted proxies, the header is ignored.
+func TestTrustedProxies(t *testing.T) {
+	behind := newHarness(t, withConfig(func(c *ingest.Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16")}
+	}))
+	direct := newHarness(t)
+	n := 0
+	post := func(h *harness, xff ...string) *http.Response {
+		n++
+		r := maya(strings.Replace(successBody, `"id":"`, fmt.Sprintf(`"id":"xff%d-`, n), 1))
+		r.path = "/ingest/paymaya/fenced-maya" // allows 10.0.0.0/8 and fd00::/8 only
+		if len(xff) > 0 {
+			r.header = http.Header{"X-Forwarded-For": xff}
+		}
+		return h.do(r)
+	}
+	for _, tc := range []struct {
+		name  string
+		h     *harness
+		xff   []string
+		allow bool
+	}{
+		{"client in the allow-list, through the proxy", behind, []string{"10.1.2.3"}, true},
+		{"IPv6 client", behind, []string{"fd00::7"}, true},
+		{"through two trusted proxies", behind, []string{"10.1.2.3, 192.168.1.1"}, true},
+		{"two header lines", behind, []string{"10.1.2.3", "192.168.1.1"}, true},
+		{"client outside the list", behind, []string{"203.0.113.9"}, false},
+		{"spoofed allowed address on the left", behind, []string{"10.1.2.3, 203.0.113.9"}, false},
+		{"unreadable hop", behind, []string{"10.1.2.3, not-an-ip"}, false},
+		{"no header: the proxy itself", behind, nil, false},
+		{"header ignored without trusted proxies", direct, []string{"10.1.2.3"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(tc.h, tc.xff...)
+			if tc.allow {
+				accepted(t, resp)
+			} else {
+				refused(t, resp, http.StatusForbidden, "INGEST_FORBIDDEN_CLIENT")
+			}
+		})
 	}
 }

@@ -104,6 +104,9 @@ type LogConfig struct {
 type IngestConfig struct {
 	MaxBodyBytes   int64    `yaml:"max_body_bytes"`  // default 1 MiB
 	PublishTimeout Duration `yaml:"publish_timeout"` // default 3s
+	// TrustedProxies are the load balancers in front, whose X-Forwarded-For is read to
+	// find the client address that sources' allow_cidrs are matched against.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // SourceConfig is one provider account of one merchant.
@@ -281,6 +284,9 @@ func (c *Config) ingestConfig() (ingest.Config, error) {
 		PublishTimeout: c.Ingest.PublishTimeout.D(),
 	}
 	var errs []error
+	var perrs []error
+	ic.TrustedProxies, perrs = parsePrefixes("ingest.trusted_proxies", c.Ingest.TrustedProxies)
+	errs = append(errs, perrs...)
 	for i, s := range c.Sources {
 		src := ingest.Source{ID: s.ID, Provider: s.Provider, Merchant: s.Merchant, Token: s.Token, PreviousToken: s.PreviousToken}
 		var perrs []error
