@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -129,6 +130,7 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	addrs := listening{Admin: adminLn.Addr().String()}
 	if roles[RoleIngest] {
 		srv = ingest.NewServer(cfg.Listen, h)
+		srv.ErrorLog = httpErrorLog(log, "provider")
 		ln, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -368,7 +370,20 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 		return nil, nil, fmt.Errorf("listen %s (admin): %w", cfg.Admin.Listen, err)
 	}
 	log.Info("on-call admin API", zap.String("listen", ln.Addr().String()))
-	return &adminServer{api: api, http: api.HTTPServer(cfg.Admin.Listen)}, ln, nil
+	hs := api.HTTPServer(cfg.Admin.Listen)
+	hs.ErrorLog = httpErrorLog(log, "admin")
+	return &adminServer{api: api, http: hs}, ln, nil
+}
+
+// httpErrorLog sends an http.Server's own messages (TLS and protocol errors, a handler
+// panic) to zap as warnings, so they are JSON lines like the rest, not plain text on
+// stderr.
+func httpErrorLog(log *zap.Logger, listener string) *stdlog.Logger {
+	l, err := zap.NewStdLogAt(log.Named("http").With(zap.String("listener", listener)), zapcore.WarnLevel)
+	if err != nil { // only for an invalid level
+		return zap.NewStdLog(log)
+	}
+	return l
 }
 
 // deps are the connections every role needs, and the metrics they all feed.
