@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/configs"
-	"github.com/hookrelay/hookrelay/internal/testenv"
 )
 
 // scrape is one /metrics answer: series (name plus sorted labels, as printed) → value.
@@ -72,12 +71,7 @@ func (s scrape) sum(name string, want ...string) (float64, bool) {
 // series the README's metrics table documents is present and has moved as the
 // traffic says it must.
 func TestMetrics(t *testing.T) {
-	ns := testenv.NewInProcessNATS(t)
-	rd := testenv.NewRedis(t)
-	redisURL := os.Getenv(testenv.EnvRedis)
-	if rd.Mini != nil {
-		redisURL = "redis://" + rd.Mini.Addr()
-	}
+	ns, redisURL, prefix := backends(t)
 	answer := func(codes ...int) *httptest.Server {
 		var n atomic.Int32
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -110,7 +104,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.NATS.URL, cfg.Redis.URL, cfg.Redis.Prefix = ns.URL, redisURL, rd.Prefix
+	cfg.NATS.URL, cfg.Redis.URL, cfg.Redis.Prefix = ns.URL, redisURL, prefix
 	cfg.Retry = RetryConfig{Delays: []Duration{Duration(2 * time.Second)}, GiveUpAfter: Duration(time.Minute)}
 	cfg.Ingest.PublishTimeout = Duration(time.Second)
 	base := cfg.Endpoints[0]

@@ -18,6 +18,20 @@ import (
 	"github.com/hookrelay/hookrelay/internal/testenv"
 )
 
+// backends returns the NATS URL (always an in-process server: serve uses fixed stream
+// names), the Redis URL (miniredis, or the real one with HOOKRELAY_TEST_REDIS_URL) and
+// a key prefix of the test's own, for processes that share them.
+func backends(t *testing.T) (nats *testenv.NATS, redisURL, prefix string) {
+	t.Helper()
+	nats = testenv.NewInProcessNATS(t)
+	rd := testenv.NewRedis(t)
+	redisURL = os.Getenv(testenv.EnvRedis)
+	if rd.Mini != nil {
+		redisURL = "redis://" + rd.Mini.Addr()
+	}
+	return nats, redisURL, rd.Prefix
+}
+
 // startProcess runs serve with cfg (validated) until the test ends.
 func startProcess(t *testing.T, cfg *Config) listening {
 	t.Helper()
@@ -55,12 +69,7 @@ func startProcess(t *testing.T, cfg *Config) listening {
 // failed first attempt is not retried until a schedule process runs; then it is. Only
 // the ingest process listens for providers; each serves the admin listener.
 func TestRoles(t *testing.T) {
-	ns := testenv.NewInProcessNATS(t)
-	rd := testenv.NewRedis(t)
-	redisURL := os.Getenv(testenv.EnvRedis)
-	if rd.Mini != nil {
-		redisURL = "redis://" + rd.Mini.Addr()
-	}
+	ns, redisURL, prefix := backends(t)
 
 	verifier, err := standardwebhooks.NewWebhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	if err != nil {
@@ -92,7 +101,7 @@ func TestRoles(t *testing.T) {
 		}
 		cfg.Roles = roles
 		cfg.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.NATS.URL, cfg.Redis.URL, cfg.Redis.Prefix = ns.URL, redisURL, rd.Prefix
+		cfg.NATS.URL, cfg.Redis.URL, cfg.Redis.Prefix = ns.URL, redisURL, prefix
 		cfg.Endpoints[0].URL = merchant.URL + "/hooks"
 		cfg.Retry = RetryConfig{Delays: []Duration{Duration(time.Second)}, GiveUpAfter: Duration(time.Minute)}
 		return cfg

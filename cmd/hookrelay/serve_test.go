@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
-	"go.uber.org/zap"
 
 	"github.com/hookrelay/hookrelay/configs"
 )
@@ -31,33 +29,7 @@ func startServe(t *testing.T, change func(*Config)) listening {
 	if change != nil {
 		change(cfg)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan listening, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, zap.NewNop(), ready) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve returned %v after shutdown", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop within 30s of cancel")
-		}
-	})
-	select {
-	case addr := <-ready:
-		return addr
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	return listening{}
+	return startProcess(t, cfg)
 }
 
 // TestServeDelivers: a PayMaya callback posted to serve reaches the demo endpoint,
