@@ -1,0 +1,509 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything a run measured; --json prints it as is.
+type Report struct {
+	Mode      string     `json:"mode"`
+	Dir       string     `json:"dir"`
+	Started   time.Time  `json:"started"`
+	Procs     string     `json:"procs"`
+	Endpoints int        `json:"endpoints"`
+	Settings  Settings   `json:"settings"`
+	Ingest    Ingest     `json:"ingest"`
+	Server    ServerSide `json:"server_side"`
+	Delivery  Delivery   `json:"delivery"`
+	// Steps are saturate's stairs (one for hold).
+	Steps []StepStat `json:"steps"`
+	// HighestSustained is saturate's answer: the highest rate whose step passed.
+	HighestSustained float64    `json:"highest_sustained_rate,omitempty"`
+	StopReason       string     `json:"stop_reason,omitempty"`
+	Processes        []ProcStat `json:"processes"`
+	Machine          Machine    `json:"machine"`
+	Timeline         []Second   `json:"timeline"`
+	Problems         []string   `json:"problems"`
+}
+
+// Settings are the knobs of the run.
+type Settings struct {
+	RetryScale     float64 `json:"retry_scale"`
+	SinkFail       float64 `json:"sink_fail"`
+	MaxInFlight    int     `json:"max_in_flight"`
+	MayaShare      float64 `json:"paymaya_share"`
+	Conns          int     `json:"conns_per_ingest"`
+	MaxOutstanding int     `json:"max_outstanding"`
+	P99Limit       string  `json:"p99_limit,omitempty"`
+	GOMAXPROCS     int     `json:"children_gomaxprocs,omitempty"`
+	NATSServer     string  `json:"nats_server"`
+	NATSVersion    string  `json:"nats_version"`
+	RedisVersion   string  `json:"redis_version"`
+}
+
+// Ingest is the provider side.
+type Ingest struct {
+	LoadSeconds float64        `json:"load_seconds"` // the plan's length (or until stopped)
+	Scheduled   int64          `json:"scheduled"`
+	Sent        int            `json:"sent"`
+	NotSent     int            `json:"not_sent"` // the generator's backlog was full (--max-outstanding)
+	OK          int            `json:"answered_2xx"`
+	DupAnswers  int            `json:"answered_duplicate"` // 2xx with "duplicate": true (should be 0)
+	Errors      int            `json:"errors"`             // sent, but non-2xx or a transport error
+	Statuses    map[string]int `json:"statuses"`
+	OfferedRate float64        `json:"offered_per_s"` // scheduled / load seconds
+	// OKRate is the 2xx answers that came during the load, per second of load: the
+	// rate achieved.
+	OKRate float64 `json:"achieved_2xx_per_s"`
+	// Throughput is every 2xx answer over the time from the start of the load to the
+	// last answer (longer than the load when a backlog built up).
+	Throughput float64    `json:"throughput_2xx_per_s"`
+	AnswerSpan float64    `json:"answer_span_seconds"`
+	Latency    Summary    `json:"latency"`     // 2xx answers, from the scheduled start
+	LatencyAll Summary    `json:"latency_all"` // every answer or failure
+	PacerLag   Summary    `json:"pacer_lag"`   // the generator's own lateness: scheduled start to queued
+	SendDelay  Summary    `json:"send_delay"`  // scheduled start to sent: pacer lag + waiting for one of --conns connections
+	PayMaya    int        `json:"paymaya_2xx"`
+	Paytia     int        `json:"paytia_2xx"`
+	TopErrors  []msgCount `json:"top_errors,omitempty"`
+}
+
+// Delivery is the merchant side.
+type Delivery struct {
+	Expected   int64 `json:"expected"` // 2xx events × endpoints
+	Delivered  int64 `json:"delivered"`
+	Missing    int64 `json:"missing"` // lost: expected but never answered 200 by the sink
+	sinkCounts `json:"sink"`
+	// Strays are events the sink got that no 2xx answer named (e.g. stored although
+	// the provider saw a timeout): legitimate under at-least-once, but counted.
+	Strays          int64    `json:"strays"`
+	E2E             Summary  `json:"e2e_latency"` // provider POST scheduled start → sink receipt
+	DeliveredAtEnd  int64    `json:"delivered_when_load_ended"`
+	DrainSeconds    float64  `json:"drain_seconds"` // from the end of the load until all were delivered
+	DrainTimedOut   bool     `json:"drain_timed_out"`
+	MissingExamples []string `json:"missing_examples,omitempty"`
+}
+
+// StepStat is one step of the plan.
+type StepStat struct {
+	Step       int     `json:"step"`
+	Rate       float64 `json:"target_per_s"`
+	Scheduled  int64   `json:"scheduled"`
+	OK         int     `json:"answered_2xx"`
+	Errors     int     `json:"errors"`
+	Incomplete int64   `json:"unanswered_at_evaluation"`
+	Achieved   float64 `json:"achieved_2xx_per_s"`
+	Ingest     Summary `json:"ingest_latency"`
+	SendP99    float64 `json:"send_delay_p99_ms"`
+	PacerP99   float64 `json:"pacer_lag_p99_ms"`
+	E2E        Summary `json:"e2e_latency"`
+	Pass       bool    `json:"pass"`
+	Why        string  `json:"why,omitempty"`
+	evaluated  bool
+}
+
+// ProcStat is one process's resources and end.
+type ProcStat struct {
+	Name     string   `json:"name"`
+	PID      int      `json:"pid"`
+	CPULoad  float64  `json:"cpu_s_during_load"`
+	CPUPct   float64  `json:"cpu_pct_during_load"` // of one core
+	CPUTotal float64  `json:"cpu_s_total"`
+	MaxRSSMB float64  `json:"max_rss_mb"`
+	ExitCode *int     `json:"exit_code,omitempty"`
+	StopSecs float64  `json:"stop_seconds,omitempty"`
+	Killed   bool     `json:"killed,omitempty"`
+	Log      logStats `json:"log"`
+	LogPath  string   `json:"log_path,omitempty"`
+}
+
+// Machine is the whole machine's CPU during the load, in cores (seconds per second).
+type Machine struct {
+	Cores   int     `json:"cores"`
+	Busy    float64 `json:"busy_cores"`
+	Ours    float64 `json:"our_processes_cores"` // hookload and its children
+	Rest    float64 `json:"rest_cores"`          // other processes and kernel work not charged to a process (softirq: loopback networking)
+	SoftIRQ float64 `json:"softirq_cores"`
+	Steal   float64 `json:"steal_cores"` // taken by the hypervisor
+	// IdleBusy is how busy the machine was in the second before the load, with the
+	// system started and idle: other work on the machine.
+	IdleBusy float64 `json:"busy_cores_before_load"`
+}
+
+// Second is one second of the load (from its start): requests by scheduled time,
+// answers by answer time, deliveries by arrival time.
+type Second struct {
+	T         int     `json:"t"`
+	Sent      int     `json:"sent"`
+	OK        int     `json:"answered_2xx"`
+	Errors    int     `json:"errors"`
+	IngestP99 float64 `json:"ingest_p99_ms"`
+	Delivered int     `json:"delivered"`
+}
+
+// evalStep judges a saturate step: it passes when nothing failed, the ingest p99 (with
+// requests still unanswered counted as infinitely slow) is within limit, and the 2xx
+// answers per second reach minFrac of the target.
+func evalStep(i int, s Step, scheduled int64, res []result, limit time.Duration, minFrac float64) StepStat {
+	st := StepStat{Step: i + 1, Rate: s.Rate, Scheduled: scheduled, evaluated: true}
+	var okLat, all, lag, pace []int64
+	for _, r := range res {
+		pace = append(pace, r.pace)
+		if r.status != statusSkipped {
+			lag = append(lag, r.lag)
+		}
+		if r.ok() {
+			st.OK++
+			okLat = append(okLat, r.lat)
+		} else {
+			st.Errors++
+		}
+		all = append(all, r.lat)
+	}
+	st.Incomplete = max(0, scheduled-int64(len(res)))
+	for range st.Incomplete {
+		all = append(all, math.MaxInt64)
+	}
+	st.Ingest = summarize(okLat)
+	st.SendP99, st.PacerP99 = summarize(lag).P99, summarize(pace).P99
+	slices.Sort(all)
+	p99 := percentile(all, 99)
+	st.Achieved = float64(st.OK) / s.Duration.Seconds()
+	var why []string
+	if st.Errors > 0 {
+		why = append(why, fmt.Sprintf("%d errors", st.Errors))
+	}
+	if p99 > limit.Nanoseconds() {
+		switch {
+		case p99 == math.MaxInt64:
+			why = append(why, fmt.Sprintf("p99 > %v: %d requests unanswered", limit, st.Incomplete))
+		case st.Incomplete > 0:
+			why = append(why, fmt.Sprintf("ingest p99 %.1fms > %v (counting %d unanswered as slowest)", ms(p99), limit, st.Incomplete))
+		default:
+			why = append(why, fmt.Sprintf("ingest p99 %.1fms > %v", ms(p99), limit))
+		}
+	}
+	if st.Achieved < minFrac*s.Rate {
+		why = append(why, fmt.Sprintf("achieved %.0f/s < %.0f%% of %.0f/s", st.Achieved, minFrac*100, s.Rate))
+	}
+	if st.PacerP99 > ms(limit.Nanoseconds()) {
+		why = append(why, fmt.Sprintf("the generator itself ran late (pacer lag p99 %.1fms): hookload is short of CPU", st.PacerP99))
+	}
+	st.Pass = len(why) == 0
+	st.Why = strings.Join(why, "; ")
+	return st
+}
+
+// okIDs are the distinct event ids answered 2xx, with the earliest scheduled start.
+func okIDs(res []result) map[string]int64 {
+	out := make(map[string]int64, len(res))
+	for _, r := range res {
+		if r.ok() && r.id != "" {
+			if d, ok := out[r.id]; !ok || r.due < d {
+				out[r.id] = r.due
+			}
+		}
+	}
+	return out
+}
+
+// missingDeliveries counts (endpoint, id) pairs not yet answered 200 by the sink.
+func missingDeliveries(ids map[string]int64, sink *Sink, endpoints []string, examples int) (int64, []string) {
+	var n int64
+	var ex []string
+	for _, ep := range endpoints {
+		e := sink.endpoints[ep]
+		e.mu.Lock()
+		for id := range ids {
+			if a := e.got[id]; a == nil || a.firstOK == 0 {
+				n++
+				if len(ex) < examples {
+					ex = append(ex, ep+"/"+id)
+				}
+			}
+		}
+		e.mu.Unlock()
+	}
+	return n, ex
+}
+
+// fillIngest computes the provider-side figures.
+func fillIngest(rep *Report, rec *recorder, plan Plan, loadStart int64, loadDur time.Duration) {
+	res := rec.all()
+	in := &rep.Ingest
+	in.LoadSeconds = loadDur.Seconds()
+	in.Statuses = map[string]int{}
+	var okLat, allLat, lag, pace []int64
+	var okInLoad int
+	var lastAnswer int64
+	for _, r := range res {
+		switch {
+		case r.status == statusSkipped:
+			in.Statuses["not sent"]++
+		case r.status == statusTransport:
+			in.Statuses["transport error"]++
+		default:
+			in.Statuses[strconv.Itoa(int(r.status))]++
+		}
+		pace = append(pace, r.pace)
+		if r.status != statusSkipped {
+			in.Sent++
+			lag = append(lag, r.lag)
+			allLat = append(allLat, r.lat)
+		}
+		if r.ok() {
+			in.OK++
+			okLat = append(okLat, r.lat)
+			if r.due+r.lat-loadStart <= loadDur.Nanoseconds() {
+				okInLoad++
+			}
+			lastAnswer = max(lastAnswer, r.due+r.lat)
+			if r.dup {
+				in.DupAnswers++
+			}
+			if r.maya {
+				in.PayMaya++
+			} else {
+				in.Paytia++
+			}
+		} else if r.status == statusSkipped {
+			in.NotSent++
+		} else {
+			in.Errors++
+		}
+	}
+	for i := range plan {
+		in.Scheduled += rec.scheduled[i].Load()
+	}
+	if s := loadDur.Seconds(); s > 0 {
+		in.OfferedRate = float64(in.Scheduled) / s
+		in.OKRate = float64(okInLoad) / s
+	}
+	if lastAnswer > loadStart {
+		in.AnswerSpan = float64(lastAnswer-loadStart) / 1e9
+		in.Throughput = float64(in.OK) / in.AnswerSpan
+	}
+	in.Latency, in.LatencyAll, in.SendDelay, in.PacerLag = summarize(okLat), summarize(allLat), summarize(lag), summarize(pace)
+	rec.mu.Lock()
+	for msg, n := range rec.errs {
+		in.TopErrors = append(in.TopErrors, msgCount{Level: "error", Msg: msg, N: n})
+	}
+	rec.mu.Unlock()
+	slices.SortFunc(in.TopErrors, func(a, b msgCount) int { return cmp.Or(cmp.Compare(b.N, a.N), cmp.Compare(a.Msg, b.Msg)) })
+	in.TopErrors = in.TopErrors[:min(len(in.TopErrors), 8)]
+}
+
+// fillDelivery joins the 2xx answers with what the sink got.
+func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, warm map[string]bool, loadStart int64, plan Plan) {
+	res := rec.all()
+	ids := okIDs(res)
+	d := &rep.Delivery
+	d.Expected = int64(len(ids)) * int64(len(endpoints))
+	d.Missing, d.MissingExamples = missingDeliveries(ids, sink, endpoints, 10)
+	d.Delivered = d.Expected - d.Missing
+	d.sinkCounts = sink.counts()
+	var e2e []int64
+	perStep := make([][]int64, len(plan))
+	stepOf := func(due int64) int {
+		off := time.Duration(due - loadStart)
+		for i := range plan {
+			if _, end := plan.stepBounds(i); off < end {
+				return i
+			}
+		}
+		return len(plan) - 1
+	}
+	strays := map[string]bool{}
+	sink.each(func(ep, id string, a arrival) {
+		due, ok := ids[id]
+		if !ok {
+			if !warm[id] {
+				strays[ep+"/"+id] = true
+			}
+			return
+		}
+		if a.firstOK != 0 {
+			e2e = append(e2e, a.firstOK-due)
+			i := stepOf(due)
+			perStep[i] = append(perStep[i], a.firstOK-due)
+		}
+	})
+	d.Strays = int64(len(strays))
+	d.E2E = summarize(e2e)
+	for i := range rep.Steps {
+		if i < len(perStep) {
+			rep.Steps[i].E2E = summarize(perStep[i])
+		}
+	}
+}
+
+// fillTimeline buckets the load by second.
+func fillTimeline(rep *Report, rec *recorder, sink *Sink, loadStart int64, warm map[string]bool) {
+	sec := func(t int64) int { return int(max(0, t-loadStart) / 1e9) }
+	var out []Second
+	grow := func(i int) *Second {
+		for len(out) <= i {
+			out = append(out, Second{T: len(out)})
+		}
+		return &out[i]
+	}
+	lat := map[int][]int64{}
+	for _, r := range rec.all() {
+		grow(sec(r.due)).Sent++
+		if r.ok() {
+			grow(sec(r.due+r.lat)).OK++
+			lat[sec(r.due)] = append(lat[sec(r.due)], r.lat)
+		} else {
+			grow(sec(r.due+r.lat)).Errors++
+		}
+	}
+	sink.each(func(_, id string, a arrival) {
+		if a.firstOK != 0 && !warm[id] {
+			grow(sec(a.firstOK)).Delivered++
+		}
+	})
+	for i := range out {
+		out[i].IngestP99 = summarize(lat[i]).P99
+	}
+	rep.Timeline = out
+}
+
+// printText writes the human-readable report.
+func (rep *Report) printText(w io.Writer) {
+	in, d := rep.Ingest, rep.Delivery
+	fmt.Fprintf(w, "hookload %s — procs %s, %d endpoint(s), run dir %s\n", rep.Mode, rep.Procs, rep.Endpoints, rep.Dir)
+	gmp := "default"
+	if rep.Settings.GOMAXPROCS > 0 {
+		gmp = strconv.Itoa(rep.Settings.GOMAXPROCS)
+	}
+	fmt.Fprintf(w, "  nats-server %s, redis %s, retry delays ÷%g, sink 500 share %g, max_in_flight %d, PayMaya share %g, children's GOMAXPROCS %s\n\n",
+		rep.Settings.NATSVersion, rep.Settings.RedisVersion, rep.Settings.RetryScale, rep.Settings.SinkFail, rep.Settings.MaxInFlight, rep.Settings.MayaShare, gmp)
+
+	fmt.Fprintf(w, "INGEST  %.1fs of load: scheduled %d (%.0f/s), sent %d, not sent (generator backlog full) %d, answered 2xx %d (PayMaya %d, Paytia %d), duplicate answers %d, errors %d\n",
+		in.LoadSeconds, in.Scheduled, in.OfferedRate, in.Sent, in.NotSent, in.OK, in.PayMaya, in.Paytia, in.DupAnswers, in.Errors)
+	fmt.Fprintf(w, "  achieved: %.0f 2xx/s during the load; %.0f 2xx/s from the start of the load to the last answer (%.1fs)\n", in.OKRate, in.Throughput, in.AnswerSpan)
+	fmt.Fprintf(w, "  statuses: %s\n", fmtStatuses(in.Statuses))
+	fmt.Fprintf(w, "  latency, 2xx, from scheduled start: %s\n", in.Latency)
+	fmt.Fprintf(w, "  send delay (sent − scheduled):       %s\n", in.SendDelay)
+	fmt.Fprintf(w, "  of which pacer lag (queued − sched.): %s\n", in.PacerLag)
+	if sv := rep.Server; sv.IngestN > 0 {
+		fmt.Fprintf(w, "  inside hookrelay (its /metrics): ingest mean %.2fms, p50 ≤ %gms, p99 ≤ %gms over %.0f requests; delivery attempt mean %.2fms, p99 ≤ %gms\n",
+			sv.IngestMeanMS, sv.IngestP50LeMS, sv.IngestP99LeMS, sv.IngestN, sv.AttemptMeanMS, sv.AttemptP99LeMS)
+	}
+	for _, e := range in.TopErrors {
+		fmt.Fprintf(w, "  error %6d × %s\n", e.N, e.Msg)
+	}
+
+	fmt.Fprintf(w, "\nDELIVERY expected %d, delivered %d, MISSING %d, duplicates %d, strays %d, answered 500 %d, bad signatures %d, sink POSTs %d\n",
+		d.Expected, d.Delivered, d.Missing, d.Duplicates, d.Strays, d.Failed, d.BadSig, d.Posts)
+	drain := fmt.Sprintf("all delivered %.1fs after the load ended", d.DrainSeconds)
+	if d.DrainTimedOut {
+		drain = fmt.Sprintf("drain timed out after %.1fs", d.DrainSeconds)
+	}
+	fmt.Fprintf(w, "  %d delivered when the load ended; %s\n", d.DeliveredAtEnd, drain)
+	fmt.Fprintf(w, "  end-to-end latency (provider POST scheduled start → sink receipt): %s\n", d.E2E)
+	for _, ex := range d.MissingExamples {
+		fmt.Fprintf(w, "  missing: %s\n", ex)
+	}
+
+	if rep.Mode == "saturate" {
+		fmt.Fprintf(w, "\nSTEPS\n")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "step\ttarget/s\tachieved/s\terrors\tunanswered\tingest p50\tp99\tmax\tsend delay p99\tpacer lag p99\te2e p50\te2e p99\t  verdict")
+		for _, s := range rep.Steps {
+			if !s.evaluated && s.Scheduled == 0 {
+				continue
+			}
+			verdict := "pass"
+			if !s.Pass {
+				verdict = "FAIL: " + s.Why
+			}
+			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%d\t%d\t%.1fms\t%.1fms\t%.0fms\t%.1fms\t%.1fms\t%.0fms\t%.0fms\t  %s\n",
+				s.Step, s.Rate, s.Achieved, s.Errors, s.Incomplete, s.Ingest.P50, s.Ingest.P99, s.Ingest.Max, s.SendP99, s.PacerP99, s.E2E.P50, s.E2E.P99, verdict)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "  highest sustained rate: %.0f/s (%s)\n", rep.HighestSustained, rep.StopReason)
+	}
+
+	fmt.Fprintf(w, "\nPROCESSES (CPU in seconds of one core; %% of one core over %.1fs of load; the machine has 2 cores)\n", in.LoadSeconds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "process\tpid\tcpu load\tcpu %\tcpu total\tmax RSS\texit\tstop\twarn\terror\t")
+	var sumLoad float64
+	for _, p := range rep.Processes {
+		exit := "-"
+		if p.ExitCode != nil {
+			exit = strconv.Itoa(*p.ExitCode)
+			if p.Killed {
+				exit += " (killed)"
+			}
+		}
+		stop := "-"
+		if p.StopSecs > 0 {
+			stop = fmt.Sprintf("%.1fs", p.StopSecs)
+		}
+		sumLoad += p.CPULoad
+		fmt.Fprintf(tw, "%s\t%d\t%.1fs\t%.0f%%\t%.1fs\t%.0f MB\t%s\t%s\t%d\t%d\t\n",
+			p.Name, p.PID, p.CPULoad, p.CPUPct, p.CPUTotal, p.MaxRSSMB, exit, stop, p.Log.Warn, p.Log.Errors)
+	}
+	fmt.Fprintf(tw, "total\t\t%.1fs\t%.0f%%\t\t\t\t\t\t\t\n", sumLoad, 100*sumLoad/max(in.LoadSeconds, 1e-9))
+	tw.Flush()
+	m := rep.Machine
+	fmt.Fprintf(w, "  machine during the load: %.2f of %d cores busy; these processes %.2f, the rest %.2f (other processes, and softirq %.2f: loopback networking), hypervisor steal %.2f; %.2f busy just before the load\n",
+		m.Busy, m.Cores, m.Ours, m.Rest, m.SoftIRQ, m.Steal, m.IdleBusy)
+	for _, p := range rep.Processes {
+		for _, m := range p.Log.Top {
+			fmt.Fprintf(w, "  %s log: %s\n", p.Name, m)
+		}
+	}
+
+	exits := "every process exited 0"
+	for _, p := range rep.Processes {
+		if p.ExitCode != nil && (*p.ExitCode != 0 || p.Killed) {
+			exits = "NOT every process exited 0"
+		}
+	}
+	lost := fmt.Sprintf("0 lost (%d of %d delivered)", d.Delivered, d.Expected)
+	if d.Missing > 0 {
+		lost = fmt.Sprintf("LOST %d of %d", d.Missing, d.Expected)
+	}
+	fmt.Fprintf(w, "\nVERDICT: %s, %d duplicates, %s\n", lost, d.Duplicates, exits)
+	if len(rep.Problems) > 0 {
+		fmt.Fprintf(w, "PROBLEMS\n")
+		for _, p := range rep.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+	}
+	fmt.Fprintf(w, "run dir: %s (report.json, report.txt, timeline.csv, usage.csv, logs/)\n", rep.Dir)
+}
+
+func (s Summary) String() string {
+	if s.N == 0 {
+		return "n=0"
+	}
+	return fmt.Sprintf("p50 %.2fms  p90 %.2fms  p99 %.2fms  p99.9 %.2fms  max %.2fms  (mean %.2fms, n=%d)", s.P50, s.P90, s.P99, s.P999, s.Max, s.Mean, s.N)
+}
+
+func fmtStatuses(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// writeTimeline writes the per-second timeline as CSV.
+func (rep *Report) writeTimeline(w io.Writer) {
+	fmt.Fprintln(w, "t,sent,answered_2xx,errors,ingest_p99_ms,delivered")
+	for _, s := range rep.Timeline {
+		fmt.Fprintf(w, "%d,%d,%d,%d,%.3f,%d\n", s.T, s.Sent, s.OK, s.Errors, s.IngestP99, s.Delivered)
+	}
+}
