@@ -16,13 +16,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookrelay/hookrelay/internal/apierr"
+	"github.com/hookrelay/hookrelay/internal/natsx"
 	"github.com/hookrelay/hookrelay/parse"
 )
 
 // Publisher stores messages durably: jetstream.JetStream is one. The asynchronous form
 // is used because it multiplexes many waiting publishes over one reply subscription:
 // twice the throughput of the synchronous request per publish (BENCHMARKS.md). Its
-// JetStream context should have a publish-async timeout (natsx.NewJetStream) so a
+// JetStream context should have a publish-async timeout (NewJetStream) so a
 // future nobody waits for any more is cleaned up.
 type Publisher interface {
 	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
@@ -237,18 +238,25 @@ func (h *Handler) store(ctx context.Context, ev *parse.Event) (Response, *apierr
 	// The wait for the PubAck does not end when the provider hangs up: an event stored
 	// after that must still get its seen marker, or a retry past JetStream's duplicate
 	// window would store it twice. PublishTimeout still bounds the wait.
-	ack, aerr := h.publish(context.WithoutCancel(ctx), msg, h.cfg.Topology.EventsStream(), ev.ID, func(fut jetstream.PubAckFuture) { h.markWhenStored(fut, ev.ID) })
+	bg := context.WithoutCancel(ctx)
+	ack, aerr := h.publish(bg, msg, h.cfg.Topology.EventsStream(), ev.ID, ev.ID)
 	if aerr != nil {
 		return Response{}, aerr
 	}
 	// The event is durable; the marker only answers retries past the duplicate window,
 	// so a failure here is logged, not returned, and never undoes the 200.
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.SeenTimeout)
-	defer cancel()
-	if err := h.marker.MarkSeen(mctx, ev.ID, ack.Sequence); err != nil {
-		h.log.Warn("set seen marker", zap.String("event_id", ev.ID), zap.Error(err))
-	}
+	h.markSeen(bg, ev.ID, ack.Sequence, false)
 	return Response{ID: ev.ID, Duplicate: ack.Duplicate}, nil
+}
+
+// markSeen records that event id is stored at seq, within SeenTimeout; a failure is
+// logged (late: after a PubAck that came after its request had given up).
+func (h *Handler) markSeen(ctx context.Context, id string, seq uint64, late bool) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.SeenTimeout)
+	defer cancel()
+	if err := h.marker.MarkSeen(ctx, id, seq); err != nil {
+		h.log.Warn("set seen marker", zap.String("event_id", id), zap.Bool("late", late), zap.Error(err))
+	}
 }
 
 func (h *Handler) seen(ctx context.Context, id string) (bool, error) {
@@ -258,12 +266,12 @@ func (h *Handler) seen(ctx context.Context, id string) (bool, error) {
 }
 
 // publish sends msg with Nats-Msg-Id msgID to the stream its subject belongs to and
-// waits for the PubAck, at most PublishTimeout. If the wait ends first, late (when not
-// nil) gets the pending publish to follow in the background.
-func (h *Handler) publish(ctx context.Context, msg *nats.Msg, stream, msgID string, late func(jetstream.PubAckFuture)) (*jetstream.PubAck, *apierr.Error) {
+// waits for the PubAck, at most PublishTimeout. If the wait ends first and markID is
+// not empty, event markID is marked seen should its PubAck still come (markWhenStored).
+func (h *Handler) publish(ctx context.Context, msg *nats.Msg, stream, msgID, markID string) (*jetstream.PubAck, *apierr.Error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
-	ack, err := h.awaitAck(ctx, msg, msgID, late)
+	ack, err := h.awaitAck(ctx, msg, msgID, markID)
 	if err == nil {
 		return ack, nil
 	}
@@ -278,7 +286,7 @@ func (h *Handler) publish(ctx context.Context, msg *nats.Msg, stream, msgID stri
 }
 
 // awaitAck publishes msg and waits for its PubAck until ctx ends.
-func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string, late func(jetstream.PubAckFuture)) (*jetstream.PubAck, error) {
+func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID, markID string) (*jetstream.PubAck, error) {
 	// PublishMsgAsync blocks only while too many acks are pending, for at most its stall
 	// wait, which is shorter than any sensible publish timeout.
 	fut, err := h.js.PublishMsgAsync(msg, jetstream.WithMsgID(msgID))
@@ -291,30 +299,36 @@ func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string, lat
 	case err := <-fut.Err():
 		return nil, err
 	case <-ctx.Done():
-		if late != nil {
-			go late(fut)
+		if markID != "" {
+			go h.markWhenStored(fut, markID)
 		}
 		return nil, fmt.Errorf("no PubAck: %w", ctx.Err())
 	}
 }
 
-// lateAckWait bounds how long markWhenStored waits for a PubAck that came too late for
-// its request (the JetStream context's own async publish timeout usually ends it first).
-const lateAckWait = time.Minute
+// LateAckWait is how long after its request gave up a PubAck may still come and mark
+// its event seen. The JetStream context's asynchronous publish timeout must cover
+// PublishTimeout plus this (NewJetStream), or the client drops the late PubAck.
+const LateAckWait = time.Minute
+
+// NewJetStream is the JetStream context a Handler publishes through: its asynchronous
+// publishes wait publishTimeout + LateAckWait for their PubAck, so one that comes after
+// the request's own PublishTimeout still reaches markWhenStored.
+func NewJetStream(nc *nats.Conn, publishTimeout time.Duration) (jetstream.JetStream, error) {
+	return natsx.NewJetStream(nc, publishTimeout+LateAckWait, natsx.DefaultMaxPendingAcks)
+}
 
 // markWhenStored marks an event seen if its PubAck arrives after its request gave up
 // (the provider was told 503): the event is stored, and the provider's retry, maybe
-// past JetStream's duplicate window, must find the marker.
+// past JetStream's duplicate window, must find the marker. The future ends with the
+// JetStream context's publish timeout at the latest; the timer is a bound for a
+// Publisher without one.
 func (h *Handler) markWhenStored(fut jetstream.PubAckFuture, id string) {
-	t := time.NewTimer(lateAckWait)
+	t := time.NewTimer(LateAckWait)
 	defer t.Stop()
 	select {
 	case ack := <-fut.Ok():
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.SeenTimeout)
-		defer cancel()
-		if err := h.marker.MarkSeen(ctx, id, ack.Sequence); err != nil {
-			h.log.Warn("set seen marker after a late PubAck", zap.String("event_id", id), zap.Error(err))
-		}
+		h.markSeen(context.Background(), id, ack.Sequence, true)
 	case <-fut.Err():
 	case <-t.C:
 	}

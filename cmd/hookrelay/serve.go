@@ -116,7 +116,7 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	defer marker.Close() // after the listener has drained (defers run last-in first-out)
 	// The handler is built in every process: the admin API reprocesses rejected bodies
 	// through it.
-	h, err := ingest.New(ic, deps.js, marker)
+	h, err := ingest.New(ic, deps.ingestJS, marker)
 	if err != nil {
 		return err
 	}
@@ -391,9 +391,12 @@ type deps struct {
 	metrics *metrics.Metrics
 	ns      *server.Server // embedded JetStream, if any
 	nc      *nats.Conn
-	js      jetstream.JetStream
-	rdb     *redis.Client
-	mini    *miniredis.Miniredis // embedded Redis, if any
+	js      jetstream.JetStream // async publishes give up after the publish timeout
+	// ingestJS is the receivers' (ingest.NewJetStream): async publishes wait longer,
+	// for a late PubAck.
+	ingestJS jetstream.JetStream
+	rdb      *redis.Client
+	mini     *miniredis.Miniredis // embedded Redis, if any
 }
 
 // connect starts or reaches NATS and Redis, retrying with backoff for up to a minute,
@@ -446,6 +449,11 @@ func connect(ctx context.Context, cfg *Config, log *zap.Logger) (_ *deps, err er
 		publishTimeout = ingest.DefaultPublishTimeout
 	}
 	if d.js, err = natsx.NewJetStream(d.nc, publishTimeout, natsx.DefaultMaxPendingAcks); err != nil {
+		return nil, err
+	}
+	// The receivers' own context keeps a PubAck that comes after its request gave up,
+	// so the stored event still gets its seen marker.
+	if d.ingestJS, err = ingest.NewJetStream(d.nc, publishTimeout); err != nil {
 		return nil, err
 	}
 	if err := retry("create streams", func() error {
