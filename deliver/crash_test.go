@@ -20,8 +20,8 @@ import (
 // JetStream then redelivers the job after AckWait, as it would to a restarted worker.
 type dying struct {
 	deliver.Recorder
-	point   string // "before-record", "after-record"
-	op      string // which call: "succeed", "kill"
+	point   string // "before-record", "after-record", "reply-lost" (recorded; the call fails at once)
+	op      string // which call: "succeed", "kill", "fail"
 	fired   atomic.Bool
 	release chan struct{}
 }
@@ -58,12 +58,62 @@ func (d *dying) Succeed(ctx context.Context, id string, attempt int, rec []byte)
 
 func (d *dying) Kill(ctx context.Context, id string, attempt int, now time.Time, rec []byte) (bool, error) {
 	if d.at("kill") {
+		if d.point == "reply-lost" {
+			_, _ = d.Recorder.Kill(ctx, id, attempt, now, rec)
+			return false, errors.New("injected: the reply was lost")
+		}
 		if d.point == "after-record" {
 			_, _ = d.Recorder.Kill(ctx, id, attempt, now, rec)
 		}
 		return false, d.die()
 	}
 	return d.Recorder.Kill(ctx, id, attempt, now, rec)
+}
+
+func (d *dying) Fail(ctx context.Context, id string, attempt int, now time.Time, rec []byte) (schedule.FailResult, error) {
+	if d.at("fail") && d.point == "reply-lost" {
+		_, _ = d.Recorder.Fail(ctx, id, attempt, now, rec)
+		return schedule.FailResult{}, errors.New("injected: the reply was lost")
+	}
+	return d.Recorder.Fail(ctx, id, attempt, now, rec)
+}
+
+// TestRecordReplyLost: the record that makes a delivery dead ran in Redis, but its
+// reply was lost (a timeout), so the worker's retry of it finds the delivery already
+// dead: "stale". The dead letter is still written, once: for a 410 (Kill) and for the
+// last attempt of the schedule (Fail).
+func TestRecordReplyLost(t *testing.T) {
+	for _, tc := range []struct {
+		name, op string
+		status   int
+	}{{"410 Gone", "kill", 410}, {"schedule exhausted", "fail", 500}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &dying{point: "reply-lost", op: tc.op, release: make(chan struct{})}
+			t.Cleanup(func() { close(d.release) })
+			p := newPipeline(t, pipelineOpts{
+				recorder: func(r deliver.Recorder) deliver.Recorder { d.Recorder = r; return d },
+				policy:   schedule.Policy{Delays: []time.Duration{time.Minute}, GiveUpAfter: time.Second},
+			})
+			m := newMerchant(t, func(int, string) int { return tc.status })
+			p.addEndpoint("acme-orders", m, nil)
+			p.publish("evt_lost_reply", "payment.succeeded")
+			id := deliver.DeliveryID("evt_lost_reply", "acme-orders")
+			if st := p.settle(id); st.Name != schedule.StateDead || st.Attempt != 1 {
+				t.Fatalf("state %s attempt %d, want dead at 1", st.Name, st.Attempt)
+			}
+			eventually(t, func() bool { return len(p.deadLetters()) == 1 })
+			if !d.fired.Load() {
+				t.Fatal("the injected fault never fired")
+			}
+			time.Sleep(300 * time.Millisecond)
+			if n := len(p.deadLetters()); n != 1 {
+				t.Errorf("%d dead letters, want 1", n)
+			}
+			if n := len(m.got()); n != 1 {
+				t.Errorf("merchant got %d requests, want 1", n)
+			}
+		})
+	}
 }
 
 // TestCrashAfterPOSTBeforeRecord: the merchant got the POST, the process died before

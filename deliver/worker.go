@@ -399,11 +399,9 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 			return fmt.Errorf("read state: %w", err)
 		}
 		if (st.Name != schedule.StateQueued && st.Name != schedule.StateLeased) || st.Attempt != job.Attempt {
-			if st.Name == schedule.StateDead && st.Attempt == job.Attempt {
-				// Recorded dead, but the letter may not have been written.
-				return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq, "repeated after a restart", job.First, job.Attempt, nil)
-			}
-			return nil // recorded before a crash kept the ack from JetStream
+			// Recorded before a crash kept the ack from JetStream; if recorded dead, the
+			// letter may not have been written.
+			return w.letterIfDead(bctx, job, ref, st, "repeated after a restart")
 		}
 	}
 	switch {
@@ -475,10 +473,13 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 	} else {
 		w.cfg.Observer.Attempted(ep.ID, outcome.String(), a.Duration)
 	}
+	exhausted := fmt.Sprintf("no success after %d attempts (retry schedule exhausted)", job.Attempt)
 	switch res.Outcome {
 	case schedule.Dead:
-		return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq,
-			fmt.Sprintf("no success after %d attempts (retry schedule exhausted)", job.Attempt), job.First, job.Attempt, nil)
+		return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq, exhausted, job.First, job.Attempt, nil)
+	case schedule.Stale:
+		// Recorded elsewhere, or by an earlier try of this very call whose reply was lost.
+		return w.letterIfDead(bctx, job, ref, schedule.State{}, exhausted)
 	case schedule.Rescheduled:
 		if w.cfg.Notify != nil {
 			w.cfg.Notify.Notify()
@@ -514,7 +515,28 @@ func (w *Worker) finishDead(bctx context.Context, job *Job, ref EndpointRef, raw
 		return err
 	}
 	if !killed {
-		return nil // a stale job: the delivery is recorded elsewhere (and lettered, if dead)
+		// Recorded elsewhere, or by an earlier try of this very call whose reply was lost.
+		return w.letterIfDead(bctx, job, ref, schedule.State{}, reason)
+	}
+	return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq, reason, job.First, job.Attempt, nil)
+}
+
+// letterIfDead writes the dead letter of a job whose record found the delivery
+// already past it (stale): if the delivery is dead at the job's attempt, that death
+// may have no letter yet (a crash before it, or a retried record whose first try ran
+// but lost its reply). st is the state if already read (zero: read it). Letters are
+// deduplicated by JetStream, so writing one twice keeps one.
+func (w *Worker) letterIfDead(bctx context.Context, job *Job, ref EndpointRef, st schedule.State, reason string) error {
+	if st.Name == "" {
+		var err error
+		if st, err = w.cfg.Store.Get(bctx, job.ID); errors.Is(err, schedule.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read state: %w", err)
+		}
+	}
+	if st.Name != schedule.StateDead || st.Attempt != job.Attempt {
+		return nil
 	}
 	return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq, reason, job.First, job.Attempt, nil)
 }
