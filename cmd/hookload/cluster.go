@@ -25,8 +25,6 @@ import (
 // proc is one child process: nats-server, redis-server or hookrelay serve.
 type proc struct {
 	name    string // nats, redis, hookrelay-ingest-1, …
-	kind    string // nats, redis, hookrelay
-	roles   []string
 	cmd     *exec.Cmd
 	logPath string
 	ingest  string // host:port, hookrelay with the ingest role
@@ -44,7 +42,8 @@ type proc struct {
 	stopping bool // a SIGTERM (or kill) was sent on purpose
 }
 
-// start runs bin with args and env, its stdout and stderr into logPath. The child gets
+// startProc runs bin with args and env, its stdout and stderr into logPath; kind is
+// nats, redis or hookrelay (nats-server stops on SIGINT). The child gets
 // its own process group, so a Ctrl-C at the terminal reaches only hookload, which then
 // stops the children in order; and it is killed if hookload dies.
 func startProc(name, kind, bin string, args, env []string, logPath string) (*proc, error) {
@@ -52,7 +51,7 @@ func startProc(name, kind, bin string, args, env []string, logPath string) (*pro
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, kind: kind, logPath: logPath, exited: make(chan struct{}), stopSig: syscall.SIGTERM}
+	p := &proc{name: name, logPath: logPath, exited: make(chan struct{}), stopSig: syscall.SIGTERM}
 	if kind == "nats" {
 		p.stopSig = syscall.SIGINT
 	}
@@ -112,7 +111,7 @@ type stopResult struct {
 	Killed   bool          `json:"killed"`    // did not exit within the bound: SIGKILL
 	CPU      float64       `json:"cpu_s"`     // user + system, the whole life (rusage)
 	MaxRSSKB int64         `json:"max_rss_kb"`
-	Err      string        `json:"error,omitempty"`
+	Err      string        `json:"error,omitempty"` // sending the stop signal failed
 }
 
 // stop sends SIGTERM (stopSig), waits up to bound, then SIGKILL.
@@ -205,9 +204,8 @@ type cluster struct {
 	natsURL  string
 	redisURL string
 	cfgPath  string
-	bins     struct{ nats, relay string }
+	bins     struct{ nats, redis, relay string }
 	baseEnv  []string
-	adminTok string
 	// shutdown is hookrelay's shutdown_timeout.
 	shutdown time.Duration
 	logf     func(format string, args ...any)
@@ -293,12 +291,18 @@ func (c *cluster) startNATS(ctx context.Context) error {
 	})
 }
 
-// startRedis starts redis-server with AOF (appendfsync everysec) in its own directory.
-func (c *cluster) startRedis(ctx context.Context) error {
+// findRedis returns the redis-server on PATH.
+func findRedis() (string, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return errors.New("redis-server is not installed (not on PATH); hookload runs a real Redis with AOF: install it (e.g. apt-get install redis-server) and run again")
+		return "", errors.New("redis-server is not installed (not on PATH); hookload runs a real Redis with AOF: install it (e.g. apt-get install redis-server) and run again")
 	}
+	return bin, nil
+}
+
+// startRedis starts redis-server (c.bins.redis) with AOF (appendfsync everysec) in
+// its own directory.
+func (c *cluster) startRedis(ctx context.Context) error {
 	port, err := c.ports.next()
 	if err != nil {
 		return err
@@ -309,7 +313,7 @@ func (c *cluster) startRedis(ctx context.Context) error {
 	}
 	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--appendonly", "yes",
 		"--appendfsync", "everysec", "--dir", dir, "--save", "", "--maxmemory-policy", "noeviction"}
-	c.redis, err = startProc("redis", "redis", bin, args, c.baseEnv, filepath.Join(c.dir, "logs", "redis.log"))
+	c.redis, err = startProc("redis", "redis", c.bins.redis, args, c.baseEnv, filepath.Join(c.dir, "logs", "redis.log"))
 	if err != nil {
 		return err
 	}
@@ -354,7 +358,7 @@ func (c *cluster) startRelays(ctx context.Context, specs []procSpec) error {
 		if err != nil {
 			return nil, err
 		}
-		p.roles, p.ingest, p.admin = t.roles, ingest, admin
+		p.ingest, p.admin = ingest, admin
 		return p, nil
 	}
 	ready := func(p *proc) error {

@@ -27,8 +27,6 @@ func (p procSpec) name() string {
 	return strings.Join(p.Roles, "+")
 }
 
-func (p procSpec) has(role string) bool { return slices.Contains(p.Roles, role) }
-
 var allRoles = []string{"ingest", "deliver", "schedule"}
 
 // parseProcs reads --procs: "all=1" (the default: one process with every role) or

@@ -54,42 +54,41 @@ type Generator struct {
 // loadTemplates reads PayMaya's *.json and Paytia's *.form samples under testdata
 // (parse/testdata), skipping the golden files.
 func loadTemplates(testdata string) (maya, paytia []*template, err error) {
-	files, err := filepath.Glob(filepath.Join(testdata, "paymaya", "*.json"))
-	if err != nil {
+	if maya, err = readTemplates(filepath.Join(testdata, "paymaya", "*.json"), mayaTemplate); err != nil {
 		return nil, nil, err
 	}
+	if paytia, err = readTemplates(filepath.Join(testdata, "paytia", "*.form"), paytiaTemplate); err != nil {
+		return nil, nil, err
+	}
+	if len(maya) == 0 || len(paytia) == 0 {
+		return nil, nil, fmt.Errorf("no sample callbacks under %s (want paymaya/*.json and paytia/*.form)", testdata)
+	}
+	return maya, paytia, nil
+}
+
+// readTemplates makes a template with mk of every file matching pattern but the
+// golden files (*.golden.json).
+func readTemplates(pattern string, mk func(name string, raw []byte) (*template, error)) ([]*template, error) {
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, err
+	}
+	var out []*template
 	for _, f := range files {
 		if strings.HasSuffix(f, ".golden.json") {
 			continue
 		}
 		raw, err := os.ReadFile(f)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		t, err := mayaTemplate(filepath.Base(f), raw)
+		t, err := mk(filepath.Base(f), raw)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		maya = append(maya, t)
+		out = append(out, t)
 	}
-	if files, err = filepath.Glob(filepath.Join(testdata, "paytia", "*.form")); err != nil {
-		return nil, nil, err
-	}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			return nil, nil, err
-		}
-		t, err := paytiaTemplate(filepath.Base(f), raw)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
-		}
-		paytia = append(paytia, t)
-	}
-	if len(maya) == 0 || len(paytia) == 0 {
-		return nil, nil, fmt.Errorf("no sample callbacks under %s (want paymaya/*.json and paytia/*.form)", testdata)
-	}
-	return maya, paytia, nil
+	return out, nil
 }
 
 // mayaTemplate makes a PayMaya sample's id and requestReferenceNumber the slots.

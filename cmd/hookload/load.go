@@ -64,11 +64,14 @@ func (r *recorder) add(step int, res result, errText string) {
 	r.mu.Unlock()
 }
 
-// step returns a copy of step i's results.
+// step returns step i's results so far. It is not a copy: the recorder only appends,
+// never changing a result once added, so the first n stay as they are; the cap of n
+// keeps an append by the caller from writing into the recorder's array. Read only.
 func (r *recorder) step(i int) []result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]result(nil), r.steps[i]...)
+	n := len(r.steps[i])
+	return r.steps[i][:n:n]
 }
 
 // all returns every result.
@@ -88,12 +91,14 @@ type target struct {
 }
 
 // Runner is the open-loop generator: requests are due on the plan's schedule whatever
-// earlier ones are doing. The pacer puts each due request on a queue that a pool of
-// workers (one per allowed connection) takes from; when every worker is busy the
-// request waits in the queue, and since latency counts from the scheduled start, that
-// wait (a stall in the system, or in the generator) shows up in the figures instead
-// of silently lowering the rate (no coordinated omission). Long-lived workers keep
-// the generator cheap: no goroutine, stack growth or connection set-up per request.
+// earlier ones are doing. The pacer puts each due request on its ingest process's
+// queue, which that process's own pool of workers (one per allowed connection) takes
+// from; when every worker of the pool is busy the request waits in the queue, and
+// since latency counts from the scheduled start, that wait (a stall in the system, or
+// in the generator) shows up in the figures instead of silently lowering the rate (no
+// coordinated omission). A pool per process keeps one slow process from holding up
+// the requests of the others. Long-lived workers keep the generator cheap: no
+// goroutine, stack growth or connection set-up per request.
 type Runner struct {
 	reqCtx         context.Context // requests; not cancelled when the pacing stops
 	epoch          time.Time
@@ -102,7 +107,7 @@ type Runner struct {
 	targets        []target
 	paytiaAuth     string // Authorization header value for Paytia
 	rec            *recorder
-	workers        int
+	conns          int // workers per target
 	maxOutstanding int64
 	outstanding    atomic.Int64 // queued or being sent
 	wg             sync.WaitGroup
@@ -112,7 +117,7 @@ type Runner struct {
 type job struct {
 	seq    uint64
 	step   int
-	due    int64 // ns since the epoch
+	due    int64 // ns since the epoch: the scheduled start, or when queued if that was earlier
 	queued int64 // ns since the epoch
 }
 
@@ -131,7 +136,7 @@ func NewRunner(reqCtx context.Context, epoch time.Time, gen *Generator, ingest [
 	}
 	r := &Runner{
 		reqCtx: reqCtx, epoch: epoch, gen: gen, client: &http.Client{Transport: tr, Timeout: timeout},
-		paytiaAuth: "Bearer " + paytiaToken, maxOutstanding: int64(maxOutstanding), workers: conns * len(ingest),
+		paytiaAuth: "Bearer " + paytiaToken, maxOutstanding: int64(maxOutstanding), conns: conns,
 	}
 	for _, a := range ingest {
 		r.targets = append(r.targets, target{
@@ -144,23 +149,30 @@ func NewRunner(reqCtx context.Context, epoch time.Time, gen *Generator, ingest [
 
 // Run sends the plan's requests on schedule, starting at start, into rec (made for
 // plan), until the plan ends or ctx is done; it returns when every request has been
-// queued (not answered: see Wait). The pacer sleeps until the next tick is due and
-// then queues every tick that is due, so the long-run rate is exact even when a sleep
-// oversleeps. A tick that finds maxOutstanding requests queued or in flight is
-// recorded as not sent.
+// queued (not answered: see Wait). Request seq goes to target seq % len(targets),
+// whose own conns workers send it. The pacer sleeps until the next tick is due and
+// then queues every tick that is due, or due within 200µs (not worth a sleep), so the
+// long-run rate is exact even when a sleep oversleeps. A tick that finds
+// maxOutstanding requests queued or in flight (over all targets) is recorded as not
+// sent.
 func (r *Runner) Run(ctx context.Context, plan Plan, start time.Time, rec *recorder) {
 	r.rec = rec
-	jobs := make(chan job, r.maxOutstanding)
-	defer close(jobs)
-	for range r.workers {
-		r.wg.Go(func() {
-			for j := range jobs {
-				res, errText := r.do(j.seq, r.targets[j.seq%uint64(len(r.targets))], j.due)
-				res.pace = j.queued - j.due
-				r.outstanding.Add(-1)
-				r.rec.add(j.step, res, errText)
-			}
-		})
+	jobs := make([]chan job, len(r.targets))
+	for i := range jobs {
+		// Each queue holds maxOutstanding, as all of them may pile up at one target.
+		jobs[i] = make(chan job, r.maxOutstanding)
+		defer close(jobs[i])
+		tg := r.targets[i]
+		for range r.conns {
+			r.wg.Go(func() {
+				for j := range jobs[i] {
+					res, errText := r.do(j.seq, tg, j.due)
+					res.pace = j.queued - j.due
+					r.outstanding.Add(-1)
+					r.rec.add(j.step, res, errText)
+				}
+			})
+		}
 	}
 	sched := newSchedule(plan)
 	base := start.Sub(r.epoch).Nanoseconds()
@@ -183,13 +195,17 @@ func (r *Runner) Run(ctx context.Context, plan Plan, start time.Time, rec *recor
 			return
 		}
 		r.rec.scheduled[t.Step].Add(1)
-		j := job{seq: uint64(t.Seq), step: t.Step, due: base + t.Offset.Nanoseconds(), queued: time.Since(r.epoch).Nanoseconds()}
+		// A tick queued before its time (within 200µs of it) counts from when it was
+		// queued: latency from a start still to come would be understated, and the
+		// pacer lag would be negative. A late tick counts from its scheduled start.
+		now := time.Since(r.epoch).Nanoseconds()
+		j := job{seq: uint64(t.Seq), step: t.Step, due: min(base+t.Offset.Nanoseconds(), now), queued: now}
 		if r.outstanding.Load() >= r.maxOutstanding {
 			r.rec.add(t.Step, result{due: j.due, pace: j.queued - j.due, status: statusSkipped}, fmt.Sprintf("not sent: %d requests outstanding (--max-outstanding)", r.maxOutstanding))
 			continue
 		}
 		r.outstanding.Add(1)
-		jobs <- j // never blocks: the queue holds maxOutstanding
+		jobs[j.seq%uint64(len(jobs))] <- j // never blocks: each queue holds maxOutstanding
 	}
 }
 

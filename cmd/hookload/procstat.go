@@ -85,7 +85,6 @@ type sampler struct {
 	epoch time.Time
 	mu    sync.Mutex
 	pids  map[string]string // name → pid
-	order []string
 	// series holds every reading per name.
 	series map[string][]usage
 }
@@ -98,9 +97,6 @@ func newSampler(epoch time.Time) *sampler {
 func (s *sampler) watch(name, pid string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.pids[name]; !ok {
-		s.order = append(s.order, name)
-	}
 	s.pids[name] = pid
 }
 
@@ -151,17 +147,6 @@ func (s *sampler) peak(name string) int64 {
 		p = max(p, u.PeakKB, u.RSSKB)
 	}
 	return p
-}
-
-// last is the latest reading of name.
-func (s *sampler) last(name string) (usage, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ser := s.series[name]
-	if len(ser) == 0 {
-		return usage{}, false
-	}
-	return ser[len(ser)-1], true
 }
 
 // cpuTimes is the machine's CPU time from the "cpu" line of /proc/stat, in ticks.

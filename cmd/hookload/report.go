@@ -24,7 +24,7 @@ type Report struct {
 	Ingest    Ingest     `json:"ingest"`
 	Server    ServerSide `json:"server_side"`
 	Delivery  Delivery   `json:"delivery"`
-	// Steps are saturate's stairs (one for hold).
+	// Steps are saturate's stairs, those evaluated before it stopped (none for hold).
 	Steps []StepStat `json:"steps"`
 	// HighestSustained is saturate's answer: the highest rate whose step passed.
 	HighestSustained float64    `json:"highest_sustained_rate,omitempty"`
@@ -79,18 +79,25 @@ type Ingest struct {
 
 // Delivery is the merchant side.
 type Delivery struct {
-	Expected   int64 `json:"expected"` // 2xx events × endpoints
-	Delivered  int64 `json:"delivered"`
-	Missing    int64 `json:"missing"` // lost: expected but never answered 200 by the sink
+	Expected  int64 `json:"expected"` // 2xx events × endpoints
+	Delivered int64 `json:"delivered"`
+	Missing   int64 `json:"missing"` // lost: expected but never answered 200 by the sink
+	// Unchecked are 2xx answers that named no new event: no id, or an id another 2xx
+	// answer named too. Every request is a distinct event, so each is an event
+	// accepted but (by its answer) not stored as itself, whose loss Missing can't see.
+	Unchecked  int64 `json:"unchecked_2xx"`
 	sinkCounts `json:"sink"`
 	// Strays are events the sink got that no 2xx answer named (e.g. stored although
 	// the provider saw a timeout): legitimate under at-least-once, but counted.
-	Strays          int64    `json:"strays"`
-	E2E             Summary  `json:"e2e_latency"` // provider POST scheduled start → sink receipt
-	DeliveredAtEnd  int64    `json:"delivered_when_load_ended"`
-	DrainSeconds    float64  `json:"drain_seconds"` // from the end of the load until all were delivered
-	DrainTimedOut   bool     `json:"drain_timed_out"`
-	MissingExamples []string `json:"missing_examples,omitempty"`
+	Strays         int64   `json:"strays"`
+	E2E            Summary `json:"e2e_latency"` // provider POST scheduled start → sink receipt
+	DeliveredAtEnd int64   `json:"delivered_when_load_ended"`
+	DrainSeconds   float64 `json:"drain_seconds"` // from the end of the load until all were delivered
+	DrainTimedOut  bool    `json:"drain_timed_out"`
+	// DrainInterrupted says why the drain stopped early (Ctrl-C, a process exited):
+	// then Missing counts deliveries still to come, not known to be lost.
+	DrainInterrupted string   `json:"drain_interrupted,omitempty"`
+	MissingExamples  []string `json:"missing_examples,omitempty"`
 }
 
 // StepStat is one step of the plan.
@@ -100,7 +107,8 @@ type StepStat struct {
 	Scheduled  int64   `json:"scheduled"`
 	OK         int     `json:"answered_2xx"`
 	Errors     int     `json:"errors"`
-	Incomplete int64   `json:"unanswered_at_evaluation"`
+	Incomplete int64   `json:"unanswered_at_evaluation"` // scheduled (by the plan) but neither answered nor recorded as not sent
+	NotSent    int     `json:"not_sent"`                 // the generator's backlog was full (also counted in Errors)
 	Achieved   float64 `json:"achieved_2xx_per_s"`
 	Ingest     Summary `json:"ingest_latency"`
 	SendP99    float64 `json:"send_delay_p99_ms"`
@@ -108,7 +116,6 @@ type StepStat struct {
 	E2E        Summary `json:"e2e_latency"`
 	Pass       bool    `json:"pass"`
 	Why        string  `json:"why,omitempty"`
-	evaluated  bool
 }
 
 // ProcStat is one process's resources and end.
@@ -150,16 +157,21 @@ type Second struct {
 	Delivered int     `json:"delivered"`
 }
 
-// evalStep judges a saturate step: it passes when nothing failed, the ingest p99 (with
-// requests still unanswered counted as infinitely slow) is within limit, and the 2xx
-// answers per second reach minFrac of the target.
+// evalStep judges a saturate step of scheduled requests, res those answered (or
+// failed, or not sent) so far: it passes when nothing failed, the ingest p99 (with
+// requests still unanswered or never sent counted as infinitely slow) is within limit,
+// and the 2xx answers per second reach minFrac of the target.
 func evalStep(i int, s Step, scheduled int64, res []result, limit time.Duration, minFrac float64) StepStat {
-	st := StepStat{Step: i + 1, Rate: s.Rate, Scheduled: scheduled, evaluated: true}
+	st := StepStat{Step: i + 1, Rate: s.Rate, Scheduled: scheduled}
 	var okLat, all, lag, pace []int64
 	for _, r := range res {
 		pace = append(pace, r.pace)
-		if r.status != statusSkipped {
+		if r.status == statusSkipped {
+			st.NotSent++
+			all = append(all, math.MaxInt64) // never answered: infinitely slow, not lat 0
+		} else {
 			lag = append(lag, r.lag)
+			all = append(all, r.lat)
 		}
 		if r.ok() {
 			st.OK++
@@ -167,7 +179,6 @@ func evalStep(i int, s Step, scheduled int64, res []result, limit time.Duration,
 		} else {
 			st.Errors++
 		}
-		all = append(all, r.lat)
 	}
 	st.Incomplete = max(0, scheduled-int64(len(res)))
 	for range st.Incomplete {
@@ -182,12 +193,16 @@ func evalStep(i int, s Step, scheduled int64, res []result, limit time.Duration,
 	if st.Errors > 0 {
 		why = append(why, fmt.Sprintf("%d errors", st.Errors))
 	}
+	unanswered := fmt.Sprintf("%d unanswered", st.Incomplete)
+	if st.NotSent > 0 {
+		unanswered = fmt.Sprintf("%d unanswered or not sent", st.Incomplete+int64(st.NotSent))
+	}
 	if p99 > limit.Nanoseconds() {
 		switch {
 		case p99 == math.MaxInt64:
-			why = append(why, fmt.Sprintf("p99 > %v: %d requests unanswered", limit, st.Incomplete))
-		case st.Incomplete > 0:
-			why = append(why, fmt.Sprintf("ingest p99 %.1fms > %v (counting %d unanswered as slowest)", ms(p99), limit, st.Incomplete))
+			why = append(why, fmt.Sprintf("p99 > %v: %s", limit, unanswered))
+		case st.Incomplete > 0 || st.NotSent > 0:
+			why = append(why, fmt.Sprintf("ingest p99 %.1fms > %v (counting %s as slowest)", ms(p99), limit, unanswered))
 		default:
 			why = append(why, fmt.Sprintf("ingest p99 %.1fms > %v", ms(p99), limit))
 		}
@@ -214,6 +229,39 @@ func okIDs(res []result) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// pending is the (endpoint, event id) pairs still to be delivered: endpoint → ids.
+type pending map[string]map[string]struct{}
+
+func newPending(ids map[string]int64, endpoints []string) pending {
+	p := make(pending, len(endpoints))
+	for _, ep := range endpoints {
+		set := make(map[string]struct{}, len(ids))
+		for id := range ids {
+			set[id] = struct{}{}
+		}
+		p[ep] = set
+	}
+	return p
+}
+
+// prune drops the pairs the sink has answered 200 since the last call and returns how
+// many are left; it holds each endpoint's lock only over that endpoint's pending ids.
+func (p pending) prune(sink *Sink) int64 {
+	var n int64
+	for ep, set := range p {
+		e := sink.endpoints[ep]
+		e.mu.Lock()
+		for id := range set {
+			if a := e.got[id]; a != nil && a.firstOK != 0 {
+				delete(set, id)
+			}
+		}
+		e.mu.Unlock()
+		n += int64(len(set))
+	}
+	return n
 }
 
 // missingDeliveries counts (endpoint, id) pairs not yet answered 200 by the sink.
@@ -302,26 +350,29 @@ func fillIngest(rep *Report, rec *recorder, plan Plan, loadStart int64, loadDur 
 	in.TopErrors = in.TopErrors[:min(len(in.TopErrors), 8)]
 }
 
-// fillDelivery joins the 2xx answers with what the sink got.
-func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, warm map[string]bool, loadStart int64, plan Plan) {
+// fillDelivery joins the 2xx answers with what the sink got; rep.Ingest must be filled.
+func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, warm map[string]bool) {
 	res := rec.all()
 	ids := okIDs(res)
 	d := &rep.Delivery
 	d.Expected = int64(len(ids)) * int64(len(endpoints))
 	d.Missing, d.MissingExamples = missingDeliveries(ids, sink, endpoints, 10)
 	d.Delivered = d.Expected - d.Missing
+	// Every request is a distinct event, so each 2xx answer should name a new one.
+	d.Unchecked = int64(rep.Ingest.OK - len(ids))
 	d.sinkCounts = sink.counts()
-	var e2e []int64
-	perStep := make([][]int64, len(plan))
-	stepOf := func(due int64) int {
-		off := time.Duration(due - loadStart)
-		for i := range plan {
-			if _, end := plan.stepBounds(i); off < end {
-				return i
+	// The step of each event: the one its request was recorded in (its due time may
+	// be a little before the step's start when it was queued early).
+	stepOf := make(map[string]int, len(ids))
+	for i := range rec.scheduled {
+		for _, r := range rec.step(i) {
+			if r.ok() && r.id != "" && r.due == ids[r.id] {
+				stepOf[r.id] = i
 			}
 		}
-		return len(plan) - 1
 	}
+	var e2e []int64
+	perStep := make([][]int64, len(rec.scheduled))
 	strays := map[string]bool{}
 	sink.each(func(ep, id string, a arrival) {
 		due, ok := ids[id]
@@ -333,7 +384,7 @@ func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, wa
 		}
 		if a.firstOK != 0 {
 			e2e = append(e2e, a.firstOK-due)
-			i := stepOf(due)
+			i := stepOf[id]
 			perStep[i] = append(perStep[i], a.firstOK-due)
 		}
 	})
@@ -392,7 +443,11 @@ func (rep *Report) printText(w io.Writer) {
 		in.LoadSeconds, in.Scheduled, in.OfferedRate, in.Sent, in.NotSent, in.OK, in.PayMaya, in.Paytia, in.DupAnswers, in.Errors)
 	fmt.Fprintf(w, "  achieved: %.0f 2xx/s during the load; %.0f 2xx/s from the start of the load to the last answer (%.1fs)\n", in.OKRate, in.Throughput, in.AnswerSpan)
 	fmt.Fprintf(w, "  statuses: %s\n", fmtStatuses(in.Statuses))
-	fmt.Fprintf(w, "  latency, 2xx, from scheduled start: %s\n", in.Latency)
+	notSent := ""
+	if in.NotSent > 0 {
+		notSent = fmt.Sprintf(" (%d not sent: not in these figures)", in.NotSent)
+	}
+	fmt.Fprintf(w, "  latency, 2xx, from scheduled start: %s%s\n", in.Latency, notSent)
 	fmt.Fprintf(w, "  send delay (sent − scheduled):       %s\n", in.SendDelay)
 	fmt.Fprintf(w, "  of which pacer lag (queued − sched.): %s\n", in.PacerLag)
 	if sv := rep.Server; sv.IngestN > 0 {
@@ -403,10 +458,13 @@ func (rep *Report) printText(w io.Writer) {
 		fmt.Fprintf(w, "  error %6d × %s\n", e.N, e.Msg)
 	}
 
-	fmt.Fprintf(w, "\nDELIVERY expected %d, delivered %d, MISSING %d, duplicates %d, strays %d, answered 500 %d, bad signatures %d, sink POSTs %d\n",
-		d.Expected, d.Delivered, d.Missing, d.Duplicates, d.Strays, d.Failed, d.BadSig, d.Posts)
+	fmt.Fprintf(w, "\nDELIVERY expected %d, delivered %d, MISSING %d, UNCHECKED 2xx %d, duplicates %d, strays %d, answered 500 %d, bad signatures %d, sink POSTs %d\n",
+		d.Expected, d.Delivered, d.Missing, d.Unchecked, d.Duplicates, d.Strays, d.Failed, d.BadSig, d.Posts)
 	drain := fmt.Sprintf("all delivered %.1fs after the load ended", d.DrainSeconds)
-	if d.DrainTimedOut {
+	switch {
+	case d.DrainInterrupted != "":
+		drain = fmt.Sprintf("drain interrupted after %.1fs (%s)", d.DrainSeconds, d.DrainInterrupted)
+	case d.DrainTimedOut:
 		drain = fmt.Sprintf("drain timed out after %.1fs", d.DrainSeconds)
 	}
 	fmt.Fprintf(w, "  %d delivered when the load ended; %s\n", d.DeliveredAtEnd, drain)
@@ -420,9 +478,6 @@ func (rep *Report) printText(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "step\ttarget/s\tachieved/s\terrors\tunanswered\tingest p50\tp99\tmax\tsend delay p99\tpacer lag p99\te2e p50\te2e p99\t  verdict")
 		for _, s := range rep.Steps {
-			if !s.evaluated && s.Scheduled == 0 {
-				continue
-			}
 			verdict := "pass"
 			if !s.Pass {
 				verdict = "FAIL: " + s.Why
@@ -434,7 +489,7 @@ func (rep *Report) printText(w io.Writer) {
 		fmt.Fprintf(w, "  highest sustained rate: %.0f/s (%s)\n", rep.HighestSustained, rep.StopReason)
 	}
 
-	fmt.Fprintf(w, "\nPROCESSES (CPU in seconds of one core; %% of one core over %.1fs of load; the machine has 2 cores)\n", in.LoadSeconds)
+	fmt.Fprintf(w, "\nPROCESSES (CPU in seconds of one core; %% of one core over %.1fs of load; the machine has %d cores)\n", in.LoadSeconds, rep.Machine.Cores)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "process\tpid\tcpu load\tcpu %\tcpu total\tmax RSS\texit\tstop\twarn\terror\t")
 	var sumLoad float64
@@ -471,11 +526,7 @@ func (rep *Report) printText(w io.Writer) {
 			exits = "NOT every process exited 0"
 		}
 	}
-	lost := fmt.Sprintf("0 lost (%d of %d delivered)", d.Delivered, d.Expected)
-	if d.Missing > 0 {
-		lost = fmt.Sprintf("LOST %d of %d", d.Missing, d.Expected)
-	}
-	fmt.Fprintf(w, "\nVERDICT: %s, %d duplicates, %s\n", lost, d.Duplicates, exits)
+	fmt.Fprintf(w, "\nVERDICT: %s, %d duplicates, %s\n", d.lossVerdict(), d.Duplicates, exits)
 	if len(rep.Problems) > 0 {
 		fmt.Fprintf(w, "PROBLEMS\n")
 		for _, p := range rep.Problems {
@@ -483,6 +534,49 @@ func (rep *Report) printText(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "run dir: %s (report.json, report.txt, timeline.csv, usage.csv, logs/)\n", rep.Dir)
+}
+
+// problems are the delivery side's entries in Report.Problems.
+func (d Delivery) problems() []string {
+	var out []string
+	switch {
+	case d.Missing > 0 && d.DrainInterrupted != "":
+		out = append(out, fmt.Sprintf("interrupted: %d of %d deliveries undelivered when the drain stopped early (%s); not known whether they were lost", d.Missing, d.Expected, d.DrainInterrupted))
+	case d.Missing > 0:
+		out = append(out, fmt.Sprintf("LOST: %d of %d deliveries never reached the sink within the drain timeout", d.Missing, d.Expected))
+	}
+	if d.Unchecked > 0 {
+		out = append(out, fmt.Sprintf("%d 2xx answers named no new event: their events can't be checked for loss", d.Unchecked))
+	}
+	if d.Duplicates > 0 {
+		out = append(out, fmt.Sprintf("%d duplicate deliveries (same webhook-id after a 200) without any fault injected", d.Duplicates))
+	}
+	if d.BadSig > 0 || d.UnknownPath > 0 {
+		out = append(out, fmt.Sprintf("sink refused %d deliveries with bad signatures and %d requests to unknown paths", d.BadSig, d.UnknownPath))
+	}
+	return out
+}
+
+// failed reports whether the delivery side fails the run (exit 1): deliveries
+// missing (lost, or still to come when the drain was interrupted), 2xx answers
+// whose events can't be checked for loss, or deliveries with bad signatures.
+func (d Delivery) failed() bool { return d.Missing > 0 || d.Unchecked > 0 || d.BadSig > 0 }
+
+// lossVerdict is the verdict's word on loss.
+func (d Delivery) lossVerdict() string {
+	var v string
+	switch {
+	case d.Missing > 0 && d.DrainInterrupted != "":
+		v = fmt.Sprintf("interrupted: %d of %d undelivered", d.Missing, d.Expected)
+	case d.Missing > 0:
+		v = fmt.Sprintf("LOST %d of %d", d.Missing, d.Expected)
+	default:
+		v = fmt.Sprintf("0 lost (%d of %d delivered)", d.Delivered, d.Expected)
+	}
+	if d.Unchecked > 0 {
+		v += fmt.Sprintf(", %d 2xx UNCHECKED (named no new event)", d.Unchecked)
+	}
+	return v
 }
 
 func (s Summary) String() string {

@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,5 +87,15 @@ func TestEvalStep(t *testing.T) {
 	}
 	if st := evalStep(0, step, 100, ok(100, time.Millisecond), limit, 1.01); st.Pass {
 		t.Errorf("achieved below min-achieved passed: %+v", st)
+	}
+	// Requests never sent (the generator's backlog was full) carry no latency: they
+	// count as infinitely slow, like unanswered ones, not as answered at once.
+	notSent := append(ok(97, time.Millisecond), result{status: statusSkipped}, result{status: statusSkipped})
+	st := evalStep(0, step, 100, notSent, limit, 0.5)
+	if st.Pass || st.NotSent != 2 || st.Incomplete != 1 || st.Errors != 2 {
+		t.Errorf("2 not sent and 1 unanswered of 100 passed or miscounted: %+v", st)
+	}
+	if !strings.Contains(st.Why, "p99 > 50ms: 3 unanswered or not sent") {
+		t.Errorf("why = %q, want the 3 requests unanswered or not sent named as the p99", st.Why)
 	}
 }
