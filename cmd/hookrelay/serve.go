@@ -125,6 +125,7 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 		return err
 	}
 	defer adminSrv.close()
+	defer adminLn.Close() // if returning before it is served (Shutdown closes it otherwise)
 	serveErr := make(chan error, 2)
 	var srv *http.Server
 	addrs := listening{Admin: adminLn.Addr().String()}
@@ -145,22 +146,29 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 		ready <- addrs
 	}
 
+	var runErr error // a listener that failed; the shutdown below still runs in order
 	select {
-	case err := <-serveErr:
-		return err
+	case runErr = <-serveErr:
+		log.Error("a listener failed; shutting down", zap.Error(runErr))
 	case <-ctx.Done():
 	}
 	bound := cfg.ShutdownTimeout.D()
 	log.Info("shutting down: no new requests; finishing in-flight ones", zap.Duration("bound", bound))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
+	start := time.Now()
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), start.Add(bound))
 	defer cancel()
+	// Attempts still running at handBackAt are handed back; the provider listener's
+	// drain ends by then too, so a slow upload cannot push the hand-back past the bound.
+	handBackAt := start.Add(max(bound-handBackMargin, bound/2))
 	if srv != nil {
-		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		pctx, pcancel := context.WithDeadline(sctx, handBackAt)
+		if err := srv.Shutdown(pctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("provider listener did not drain in time", zap.Error(err))
 		}
+		pcancel()
 	}
 	stopDelivery()
-	handBack := time.NewTimer(max(bound-handBackMargin, bound/2))
+	handBack := time.NewTimer(time.Until(handBackAt))
 	defer handBack.Stop()
 	select {
 	case <-dl.done:
@@ -178,7 +186,7 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	if err := adminSrv.http.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("admin listener did not drain in time", zap.Error(err))
 	}
-	return nil
+	return runErr
 }
 
 func roleNames(roles map[string]bool) []string {

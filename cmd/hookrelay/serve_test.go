@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"go.uber.org/zap"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -85,5 +89,96 @@ func TestServeDelivers(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the merchant got nothing within 10s")
+	}
+}
+
+// TestShutdownBoundWithSlowUpload: a provider upload still arriving at shutdown holds
+// the provider listener's drain; the hand-back of a hanging delivery attempt still
+// comes before the bound, and serve returns within it. (The hand-back timer used to
+// start only after the drain, which such an upload can stretch to the whole bound.)
+func TestShutdownBoundWithSlowUpload(t *testing.T) {
+	attempt := make(chan struct{}, 1)
+	handedBack := make(chan struct{}, 1)
+	merchant := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // then net/http notices the client going away
+		attempt <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			handedBack <- struct{}{}
+		case <-time.After(30 * time.Second):
+		}
+	}))
+	defer merchant.Close()
+	cfg, err := loadConfig("", configs.Dev, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.Admin.Listen, cfg.NATS.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg.Endpoints[0].URL = merchant.URL + "/hooks"
+	cfg.Delivery.Timeout = Duration(time.Minute)
+	const bound = 3 * time.Second
+	cfg.ShutdownTimeout = Duration(bound)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan listening, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, zap.NewNop(), ready) }()
+	var l listening
+	select {
+	case l = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+l.Ingest+"/ingest/paymaya/acme-maya", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("", "dev-maya-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case <-attempt:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no attempt reached the merchant")
+	}
+	// An upload that promises a body and sends one byte of it.
+	c, err := net.Dial("tcp", l.Ingest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /ingest/paymaya/acme-maya HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer dev-maya-token-0123456789\r\nContent-Length: 100000\r\n\r\n{")
+	time.Sleep(100 * time.Millisecond) // the server has the request and waits for its body
+
+	start := time.Now()
+	cancel()
+	select {
+	case <-handedBack:
+		if d := time.Since(start); d > bound {
+			t.Errorf("the hanging attempt was handed back %v after shutdown began, past the %v bound", d, bound)
+		}
+	case <-time.After(bound + 5*time.Second):
+		t.Fatal("the hanging attempt was never handed back")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+		if d := time.Since(start); d > bound+time.Second {
+			t.Errorf("serve returned %v after shutdown began, bound %v", d, bound)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not return")
 	}
 }
