@@ -74,8 +74,8 @@ type reprocessBody struct {
 	AfterSeq uint64 `json:"after_seq"` // go on after this kept request (a truncated answer's last)
 }
 
-// reprocessSummary answers POST /v1/rejected/reprocess.
-type reprocessSummary struct {
+// ReprocessSummary answers POST /v1/rejected/reprocess.
+type ReprocessSummary struct {
 	Source        string `json:"source"`
 	Stored        int    `json:"stored"`
 	Duplicate     int    `json:"duplicate"`
@@ -99,7 +99,7 @@ func (s *Server) reprocessAllRejected(w http.ResponseWriter, r *http.Request) *a
 	if err != nil {
 		return rejectedError("of source "+b.Source, err)
 	}
-	sum := reprocessSummary{Source: b.Source, Results: results, Truncated: more}
+	sum := ReprocessSummary{Source: b.Source, Results: results, Truncated: more}
 	if sum.Results == nil {
 		sum.Results = []ingest.ReprocessResult{}
 	}

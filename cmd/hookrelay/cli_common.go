@@ -168,6 +168,23 @@ func printRaw(w io.Writer, raw json.RawMessage) error {
 	return nil
 }
 
+// showAnswer sends method path with body (nil: none) and prints the answer: as sent
+// with --json (asJSON), else decoded into a T and shown by show.
+func showAnswer[T any](ctx context.Context, c *client, asJSON bool, method, path string, body any, w io.Writer, show func(io.Writer, T) error) error {
+	var raw json.RawMessage
+	if err := c.do(ctx, method, path, body, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		return printRaw(w, raw)
+	}
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	return show(w, v)
+}
+
 // printJSON writes v indented as the admin API does.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -227,6 +244,46 @@ func printPage(w io.Writer, items []json.RawMessage, next string) error {
 	}{items, next})
 }
 
+// listView prints a list read with listPages as a table, an item of type T a row.
+type listView[T any] struct {
+	empty   string                   // printed, then a newline, when there are no items
+	item    string                   // an item in words, for errors: "dead letter"
+	header  string                   // the table's first row, cells separated by tabs
+	row     func(io.Writer, T) error // writes one item's row, ending in \n
+	more    string                   // printMore's more: "match" or "be kept"
+	cmdline []string                 // printMore's cmdline
+}
+
+// print prints items with --json (asJSON) as printPage does, else as a table, ended
+// with printMore when next (the cursor listPages gave) is not "".
+func (v listView[T]) print(w io.Writer, asJSON bool, items []json.RawMessage, next string) error {
+	if asJSON {
+		return printPage(w, items, next)
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(w, v.empty)
+		return nil
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, v.header)
+	for _, raw := range items {
+		var item T
+		if err := json.Unmarshal(raw, &item); err != nil {
+			return fmt.Errorf("%s in the list: %w", v.item, err)
+		}
+		if err := v.row(tw, item); err != nil {
+			return err
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		printMore(w, len(items), v.more, v.cmdline, next)
+	}
+	return nil
+}
+
 // filterFlags gives filters back as the flags that set them, in order ("reference_id"
 // from --reference-id); blank ones are left out.
 func filterFlags(filter map[string]string, order []string) []string {
@@ -264,6 +321,24 @@ func fmtTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// statusText shows an attempt's HTTP status ("-" when there was no response).
+func statusText(status int) string {
+	if status == 0 {
+		return "-"
+	}
+	return strconv.Itoa(status)
+}
+
+// seqArg reads v, the SEQ argument of command name, as the SEQ of a what ("dead
+// letter") that the command list ("hookrelay dlq list") shows.
+func seqArg(name, v, what, list string) (uint64, error) {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, usageError{fmt.Sprintf("%s: %q is not a %s's SEQ (a whole number, as '%s' shows)", name, v, what, list)}
+	}
+	return n, nil
 }
 
 // commas writes n with thousands separators: 10000 → "10,000".

@@ -95,14 +95,6 @@ func describeFilter(f map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-func seqArg(name, v string) (uint64, error) {
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || n == 0 {
-		return 0, usageError{fmt.Sprintf("%s: %q is not a dead letter's SEQ (a whole number, as 'hookrelay dlq list' shows)", name, v)}
-	}
-	return n, nil
-}
-
 func letterPath(seq uint64) string { return "/v1/deadletters/" + strconv.FormatUint(seq, 10) }
 
 func dlqList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -133,30 +125,18 @@ func dlqList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if cmd.json {
-		return printPage(stdout, raws, next)
-	}
-	if len(raws) == 0 {
-		fmt.Fprintln(stdout, "no dead letters match")
-		return nil
-	}
-	tw := newTable(stdout)
-	fmt.Fprintln(tw, "SEQ\tSTATE\tDEAD AT\tENDPOINT\tEVENT\tTYPE\tATTEMPTS\tREASON")
-	for _, raw := range raws {
-		var l deliver.StoredLetter
-		if err := json.Unmarshal(raw, &l); err != nil {
-			return fmt.Errorf("dead letter in the list: %w", err)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", l.Seq, l.State, fmtTime(l.DeadAt), l.Endpoint.ID, l.EventID,
-			orDash(letterType(l)), len(l.Attempts), clip(l.Reason, 60))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next != "" {
-		printMore(stdout, len(raws), "match", append([]string{"hookrelay", "dlq", "list"}, filterFlags(f, letterFilterOrder)...), next)
-	}
-	return nil
+	return listView[deliver.StoredLetter]{
+		empty:  "no dead letters match",
+		item:   "dead letter",
+		header: "SEQ\tSTATE\tDEAD AT\tENDPOINT\tEVENT\tTYPE\tATTEMPTS\tREASON",
+		row: func(w io.Writer, l deliver.StoredLetter) error {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", l.Seq, l.State, fmtTime(l.DeadAt), l.Endpoint.ID, l.EventID,
+				orDash(letterType(l)), len(l.Attempts), clip(l.Reason, 60))
+			return nil
+		},
+		more:    "match",
+		cmdline: append([]string{"hookrelay", "dlq", "list"}, filterFlags(f, letterFilterOrder)...),
+	}.print(stdout, cmd.json, raws, next)
 }
 
 func orDash(s string) string {
@@ -183,7 +163,7 @@ func dlqShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	seq, err := seqArg("dlq show", pos[0])
+	seq, err := seqArg("dlq show", pos[0], "dead letter", "hookrelay dlq list")
 	if err != nil {
 		return err
 	}
@@ -191,18 +171,7 @@ func dlqShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, letterPath(seq), nil, &raw); err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	var l deliver.StoredLetter
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return err
-	}
-	return printLetter(stdout, l)
+	return showAnswer(ctx, c, cmd.json, http.MethodGet, letterPath(seq), nil, stdout, printLetter)
 }
 
 func printLetter(w io.Writer, l deliver.StoredLetter) error {
@@ -248,10 +217,6 @@ func printLetter(w io.Writer, l deliver.StoredLetter) error {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "  #\tSTART\tDURATION\tSTATUS\tOUTCOME\tERROR")
 	for _, a := range l.Attempts {
-		status := "-"
-		if a.Status != 0 {
-			status = strconv.Itoa(a.Status)
-		}
 		problem := a.Error
 		if a.Body != "" {
 			if problem != "" {
@@ -260,7 +225,7 @@ func printLetter(w io.Writer, l deliver.StoredLetter) error {
 			problem += "response: " + a.Body
 		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", a.Attempt, fmtTime(a.Start),
-			fmtMillis(a.DurationMS), status, orDash(a.Outcome), orDash(clip(problem, 80)))
+			fmtMillis(a.DurationMS), statusText(a.Status), orDash(a.Outcome), orDash(clip(problem, 80)))
 	}
 	return tw.Flush()
 }
@@ -294,7 +259,7 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				return usageError{"dlq replay: --" + name + " goes with --all"}
 			}
 		}
-		seq, err := seqArg("dlq replay", pos[0])
+		seq, err := seqArg("dlq replay", pos[0], "dead letter", "hookrelay dlq list")
 		if err != nil {
 			return err
 		}
@@ -315,19 +280,10 @@ func replayOne(ctx context.Context, cmd *cliCommand, seq uint64, stdout io.Write
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodPost, letterPath(seq)+"/replay", nil, &raw); err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	var l deliver.StoredLetter
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "dead letter %d replayed: delivery %s of event %s goes to %s again (attempt 1, due now)\n", l.Seq, l.ID, l.EventID, l.Endpoint.ID)
-	return nil
+	return showAnswer(ctx, c, cmd.json, http.MethodPost, letterPath(seq)+"/replay", nil, stdout, func(w io.Writer, l deliver.StoredLetter) error {
+		fmt.Fprintf(w, "dead letter %d replayed: delivery %s of event %s goes to %s again (attempt 1, due now)\n", l.Seq, l.ID, l.EventID, l.Endpoint.ID)
+		return nil
+	})
 }
 
 // bulkBody is the body of POST /v1/deadletters/replay.

@@ -61,23 +61,16 @@ func endpointsList(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	if cmd.json {
-		return printPage(stdout, all, "")
-	}
-	if len(all) == 0 {
-		fmt.Fprintln(stdout, "no endpoints")
-		return nil
-	}
-	tw := newTable(stdout)
-	fmt.Fprintln(tw, "ID\tMERCHANT\tENABLED\tURL\tTYPES\tMAX IN FLIGHT")
-	for _, raw := range all {
-		var e admin.EndpointView
-		if err := json.Unmarshal(raw, &e); err != nil {
-			return fmt.Errorf("endpoint in the list: %w", err)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Merchant, yesNo(e.Enabled), e.URL, typesText(e.Types), maxInFlightText(e.MaxInFlight))
-	}
-	return tw.Flush()
+	// Every page was read: no next cursor, so no "more" line.
+	return listView[admin.EndpointView]{
+		empty:  "no endpoints",
+		item:   "endpoint",
+		header: "ID\tMERCHANT\tENABLED\tURL\tTYPES\tMAX IN FLIGHT",
+		row: func(w io.Writer, e admin.EndpointView) error {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Merchant, yesNo(e.Enabled), e.URL, typesText(e.Types), maxInFlightText(e.MaxInFlight))
+			return nil
+		},
+	}.print(stdout, cmd.json, all, "")
 }
 
 func yesNo(b bool) string {
@@ -229,19 +222,10 @@ func endpointsCreate(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodPost, "/v1/endpoints", body, &raw); err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	var e admin.EndpointView
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "endpoint %s created\n\n", e.ID)
-	return printEndpoint(stdout, e)
+	return showAnswer(ctx, c, cmd.json, http.MethodPost, "/v1/endpoints", body, stdout, func(w io.Writer, e admin.EndpointView) error {
+		fmt.Fprintf(w, "endpoint %s created\n\n", e.ID)
+		return printEndpoint(w, e)
+	})
 }
 
 // endpointsSetEnabled is the action enable (enabled) or disable.
@@ -315,18 +299,12 @@ func endpointsRotate(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodPost, endpointPath(pos[0])+"/rotate-secret", body, &raw); err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	var e admin.EndpointView
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return err
-	}
-	k := newKV(stdout)
+	return showAnswer(ctx, c, cmd.json, http.MethodPost, endpointPath(pos[0])+"/rotate-secret", body, stdout, printRotated)
+}
+
+// printRotated shows an endpoint's new secret and how long the old one still signs.
+func printRotated(w io.Writer, e admin.EndpointView) error {
+	k := newKV(w)
 	k.add("endpoint", "%s", e.ID)
 	k.add("new secret", "%s (shown only now: give it to the merchant)", e.Secret)
 	if e.PreviousSecretUntil != nil {

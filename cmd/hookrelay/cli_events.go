@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -94,37 +93,26 @@ func eventsFind(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if cmd.json {
-		return printPage(stdout, raws, next)
+	empty := "no events match"
+	if _, ok := f["reference_id"]; ok {
+		empty += "\n(events older than the stream's max age are gone; a lost index comes back with 'hookrelay redrive')"
 	}
-	if len(raws) == 0 {
-		fmt.Fprintln(stdout, "no events match")
-		if _, ok := f["reference_id"]; ok {
-			fmt.Fprintln(stdout, "(events older than the stream's max age are gone; a lost index comes back with 'hookrelay redrive')")
-		}
-		return nil
-	}
-	tw := newTable(stdout)
-	fmt.Fprintln(tw, "SEQ\tEVENT\tTYPE\tSOURCE\tSTATUS\tAMOUNT\tRECEIVED AT")
-	for _, raw := range raws {
-		var se deliver.StoredEvent
-		if err := json.Unmarshal(raw, &se); err != nil {
-			return fmt.Errorf("event in the list: %w", err)
-		}
-		ev, err := decodeEvent(se.Event)
-		if err != nil {
-			return fmt.Errorf("event %d in the list: %w", se.Seq, err)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", se.Seq, ev.ID, orDash(ev.Type), orDash(ev.Source),
-			orDash(ev.Payment.Status), amountText(ev.Payment), fmtTime(ev.ReceivedAt.Time))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next != "" {
-		printMore(stdout, len(raws), "match", append([]string{"hookrelay", "events", "find"}, filterFlags(f, eventFilterOrder)...), next)
-	}
-	return nil
+	return listView[deliver.StoredEvent]{
+		empty:  empty,
+		item:   "event",
+		header: "SEQ\tEVENT\tTYPE\tSOURCE\tSTATUS\tAMOUNT\tRECEIVED AT",
+		row: func(w io.Writer, se deliver.StoredEvent) error {
+			ev, err := decodeEvent(se.Event)
+			if err != nil {
+				return fmt.Errorf("event %d in the list: %w", se.Seq, err)
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", se.Seq, ev.ID, orDash(ev.Type), orDash(ev.Source),
+				orDash(ev.Payment.Status), amountText(ev.Payment), fmtTime(ev.ReceivedAt.Time))
+			return nil
+		},
+		more:    "match",
+		cmdline: append([]string{"hookrelay", "events", "find"}, filterFlags(f, eventFilterOrder)...),
+	}.print(stdout, cmd.json, raws, next)
 }
 
 // decodeEvent reads a stored event's normalized JSON.
@@ -265,26 +253,20 @@ func deliveriesShow(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, eventPath(pos[0])+"/deliveries", nil, &raw); err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	var ds struct {
-		EventID    string            `json:"event_id"`
-		Deliveries []json.RawMessage `json:"deliveries"`
-	}
-	if err := json.Unmarshal(raw, &ds); err != nil {
-		return err
-	}
-	views, err := decodeDeliveries(ds.Deliveries)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "event %s\n\n", orDash(ds.EventID))
-	return printDeliveries(stdout, views, time.Now())
+	return showAnswer(ctx, c, cmd.json, http.MethodGet, eventPath(pos[0])+"/deliveries", nil, stdout, func(w io.Writer, ds eventDeliveries) error {
+		views, err := decodeDeliveries(ds.Deliveries)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "event %s\n\n", orDash(ds.EventID))
+		return printDeliveries(w, views, time.Now())
+	})
+}
+
+// eventDeliveries is the answer of GET /v1/events/{id}/deliveries.
+type eventDeliveries struct {
+	EventID    string            `json:"event_id"`
+	Deliveries []json.RawMessage `json:"deliveries"`
 }
 
 // printDeliveries shows each endpoint's delivery, then its attempts one a line.
@@ -322,11 +304,7 @@ func printDeliveries(w io.Writer, ds []deliver.DeliveryView, now time.Time) erro
 		tw := newTable(w)
 		fmt.Fprintln(tw, "  #\tSTART\tDURATION\tSTATUS\tOUTCOME\tERROR\tRESPONSE")
 		for _, a := range d.Attempts {
-			status := "-"
-			if a.Status != 0 {
-				status = strconv.Itoa(a.Status)
-			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Attempt, fmtTime(a.Start), fmtMillis(a.DurationMS), status,
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Attempt, fmtTime(a.Start), fmtMillis(a.DurationMS), statusText(a.Status),
 				orDash(a.Outcome), orDash(snippet(a.Error, 60)), orDash(snippet(a.Body, 60)))
 		}
 		if err := tw.Flush(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/admin"
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/ingest"
 	"github.com/hookrelay/hookrelay/parse"
@@ -363,7 +364,7 @@ func TestCLIRejected(t *testing.T) {
 		`^  `+seq+` still rejected: INGEST_INVALID_FIELD: `,
 		`^  `+seq2+` still rejected: INGEST_INVALID_FIELD: `)
 	stdout, _, err = c.run("rejected", "reprocess", "--all", "--source", "acme-maya", "--json")
-	sum := decodeJSON[reprocessSummary](t, stdout)
+	sum := decodeJSON[admin.ReprocessSummary](t, stdout)
 	if err == nil || sum.Source != "acme-maya" || sum.StillRejected != 2 || sum.Stored != 0 || len(sum.Results) != 2 {
 		t.Fatalf("reprocess --all --json: %v, %+v", err, sum)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -77,22 +76,13 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if ep != "" {
 		body["endpoint"] = ep
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodPost, "/v1/redrive", body, &raw); err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	var res deliver.RedriveResult
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s read, %s scheduled again, %s already known\n",
-		plural(res.Events, "event", "events"), plural(res.Scheduled, "delivery", "deliveries"), commas(res.Known))
-	if res.Truncated {
-		fmt.Fprintln(stdout, "stopped at the server's limit of events per redrive: events stored after those were not read;\n"+
-			"redrive again with a --since later than the last of them (hookrelay events find --since … shows stored events)")
-	}
-	return nil
+	return showAnswer(ctx, c, cmd.json, http.MethodPost, "/v1/redrive", body, stdout, func(w io.Writer, res deliver.RedriveResult) error {
+		fmt.Fprintf(w, "%s read, %s scheduled again, %s already known\n",
+			plural(res.Events, "event", "events"), plural(res.Scheduled, "delivery", "deliveries"), commas(res.Known))
+		if res.Truncated {
+			fmt.Fprintln(w, "stopped at the server's limit of events per redrive: events stored after those were not read;\n"+
+				"redrive again with a --since later than the last of them (hookrelay events find --since … shows stored events)")
+		}
+		return nil
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hookrelay/hookrelay/admin"
 	"github.com/hookrelay/hookrelay/ingest"
 )
 
@@ -35,14 +36,6 @@ func runRejected(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}, args, stdout, stderr)
 }
 
-func rejectedSeqArg(name, v string) (uint64, error) {
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || n == 0 {
-		return 0, usageError{fmt.Sprintf("%s: %q is not a rejected request's SEQ (a whole number, as 'hookrelay rejected list' shows)", name, v)}
-	}
-	return n, nil
-}
-
 func rejectedPath(seq uint64) string { return "/v1/rejected/" + strconv.FormatUint(seq, 10) }
 
 func rejectedList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -65,37 +58,25 @@ func rejectedList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if cmd.json {
-		return printPage(stdout, raws, next)
+	cmdline := []string{"hookrelay", "rejected", "list"}
+	if src != "" {
+		cmdline = append(cmdline, "--source", src)
 	}
-	if len(raws) == 0 {
-		fmt.Fprintln(stdout, "no rejected requests")
-		return nil
-	}
-	tw := newTable(stdout)
-	fmt.Fprintln(tw, "SEQ\tRECEIVED AT\tPROVIDER\tSOURCE\tCODE\tMESSAGE")
-	for _, raw := range raws {
-		var r ingest.Rejection
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return fmt.Errorf("rejected request in the list: %w", err)
-		}
-		code, msg := "-", "-"
-		if r.Error != nil {
-			code, msg = orDash(string(r.Error.Code)), orDash(snippet(rejectionMessage(r), 80))
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Seq, fmtTime(r.ReceivedAt.Time), orDash(r.Provider), orDash(r.Source), code, msg)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next != "" {
-		more := []string{"hookrelay", "rejected", "list"}
-		if src != "" {
-			more = append(more, "--source", src)
-		}
-		printMore(stdout, len(raws), "be kept", more, next)
-	}
-	return nil
+	return listView[ingest.Rejection]{
+		empty:  "no rejected requests",
+		item:   "rejected request",
+		header: "SEQ\tRECEIVED AT\tPROVIDER\tSOURCE\tCODE\tMESSAGE",
+		row: func(w io.Writer, r ingest.Rejection) error {
+			code, msg := "-", "-"
+			if r.Error != nil {
+				code, msg = orDash(string(r.Error.Code)), orDash(snippet(rejectionMessage(r), 80))
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Seq, fmtTime(r.ReceivedAt.Time), orDash(r.Provider), orDash(r.Source), code, msg)
+			return nil
+		},
+		more:    "be kept",
+		cmdline: cmdline,
+	}.print(stdout, cmd.json, raws, next)
 }
 
 // rejectionMessage is the parser's message with the fields it names, for a table.
@@ -117,7 +98,7 @@ func rejectedShow(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	seq, err := rejectedSeqArg("rejected show", pos[0])
+	seq, err := seqArg("rejected show", pos[0], "rejected request", "hookrelay rejected list")
 	if err != nil {
 		return err
 	}
@@ -125,18 +106,7 @@ func rejectedShow(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, rejectedPath(seq), nil, &raw); err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	var r ingest.Rejection
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return err
-	}
-	return printRejection(stdout, r)
+	return showAnswer(ctx, c, cmd.json, http.MethodGet, rejectedPath(seq), nil, stdout, printRejection)
 }
 
 func printRejection(w io.Writer, r ingest.Rejection) error {
@@ -209,7 +179,7 @@ func rejectedReprocess(ctx context.Context, args []string, stdout, stderr io.Wri
 		if cmd.isSet("source") {
 			return usageError{"rejected reprocess: --source goes with --all"}
 		}
-		seq, err := rejectedSeqArg("rejected reprocess", pos[0])
+		seq, err := seqArg("rejected reprocess", pos[0], "rejected request", "hookrelay rejected list")
 		if err != nil {
 			return err
 		}
@@ -279,16 +249,6 @@ func parserError(res ingest.ReprocessResult) string {
 	return b.String()
 }
 
-// reprocessSummary is the answer of POST /v1/rejected/reprocess.
-type reprocessSummary struct {
-	Source        string                   `json:"source"`
-	Stored        int                      `json:"stored"`
-	Duplicate     int                      `json:"duplicate"`
-	StillRejected int                      `json:"still_rejected"`
-	Truncated     bool                     `json:"truncated,omitempty"`
-	Results       []ingest.ReprocessResult `json:"results"`
-}
-
 // maxListedStill bounds the still-rejected requests a summary names one a line.
 const maxListedStill = 20
 
@@ -298,10 +258,10 @@ func reprocessAll(ctx context.Context, cmd *cliCommand, source string, stdout io
 		return err
 	}
 	// The server reprocesses up to its limit per request; go on after the last until done.
-	sum := reprocessSummary{Source: source, Results: []ingest.ReprocessResult{}}
+	sum := admin.ReprocessSummary{Source: source, Results: []ingest.ReprocessResult{}}
 	var after uint64
 	for {
-		var part reprocessSummary
+		var part admin.ReprocessSummary
 		if err := c.do(ctx, http.MethodPost, "/v1/rejected/reprocess", map[string]any{"source": source, "after_seq": after}, &part); err != nil {
 			return err
 		}
