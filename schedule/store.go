@@ -24,6 +24,8 @@ const (
 	MaxAttemptLog = 100
 	// DefaultDoneTTL is how long a finished delivery's marker and attempt log are kept.
 	DefaultDoneTTL = 30 * 24 * time.Hour
+	// DefaultKeepDead is StoreConfig.KeepDead's default: the dead letters' default age.
+	DefaultKeepDead = 90 * 24 * time.Hour
 )
 
 // Errors of the store.
@@ -125,6 +127,9 @@ type StoreConfig struct {
 	Keys    rkeys.Keyspace // zero: prefix "hookrelay:"
 	Policy  Policy         // zero: DefaultPolicy()
 	DoneTTL time.Duration  // zero: DefaultDoneTTL
+	// KeepDead is how long a dead delivery stays in the dead set (what Count reports as
+	// open): as long as its dead letter is kept. Zero: DefaultKeepDead.
+	KeepDead time.Duration
 }
 
 // Validate reports whether c is usable (after defaults).
@@ -136,6 +141,9 @@ func (c StoreConfig) Validate() error {
 	if c.DoneTTL < time.Millisecond {
 		return fmt.Errorf("schedule: done ttl %v, want >= 1ms", c.DoneTTL)
 	}
+	if c.KeepDead < time.Millisecond {
+		return fmt.Errorf("schedule: keep dead %v, want >= 1ms", c.KeepDead)
+	}
 	return nil
 }
 
@@ -146,6 +154,9 @@ func (c StoreConfig) withDefaults() StoreConfig {
 	if c.DoneTTL == 0 {
 		c.DoneTTL = DefaultDoneTTL
 	}
+	if c.KeepDead == 0 {
+		c.KeepDead = DefaultKeepDead
+	}
 	return c
 }
 
@@ -154,12 +165,13 @@ func (c StoreConfig) withDefaults() StoreConfig {
 // use by any number of processes. The per-delivery calls of concurrent goroutines
 // are coalesced into pipelines; Close stops that.
 type Store struct {
-	rdb     redis.UniversalClient
-	batch   *redisx.Batcher
-	keys    rkeys.Keyspace
-	policy  Policy
-	offsets []any // the policy's offsets in ms, attempt 1 first, for failScript
-	doneTTL time.Duration
+	rdb      redis.UniversalClient
+	batch    *redisx.Batcher
+	keys     rkeys.Keyspace
+	policy   Policy
+	offsets  []any // the policy's offsets in ms, attempt 1 first, for failScript
+	doneTTL  time.Duration
+	keepDead time.Duration
 }
 
 // NewStore returns a Store over rdb.
@@ -171,7 +183,7 @@ func NewStore(rdb redis.UniversalClient, cfg StoreConfig) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{rdb: rdb, batch: redisx.NewBatcher(rdb, 0), keys: cfg.Keys, policy: cfg.Policy, doneTTL: cfg.DoneTTL}
+	s := &Store{rdb: rdb, batch: redisx.NewBatcher(rdb, 0), keys: cfg.Keys, policy: cfg.Policy, doneTTL: cfg.DoneTTL, keepDead: cfg.KeepDead}
 	for _, off := range cfg.Policy.Offsets() {
 		s.offsets = append(s.offsets, off.Milliseconds())
 	}
@@ -245,6 +257,12 @@ local function pend(f, due)
   redis.call('ZADD', KEYS[3], due, f)
   local m = redis.call('ZSCORE', KEYS[4], ARGV[1])
   if not m or tonumber(m) > tonumber(due) then redis.call('ZADD', KEYS[4], due, ARGV[1]) end
+end
+-- dead: the delivery joins the dead set KEYS[8] at now, which forgets those that died
+-- before cutoff (their letters have aged out)
+local function dead(now, cutoff)
+  redis.call('ZADD', KEYS[8], now, ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. cutoff)
 end
 local function finish(f, st, a, fi, p, ttl)
   redis.call('HDEL', KEYS[1], f)
@@ -469,13 +487,13 @@ func parseMS(v string) (int64, error) {
 //
 //	KEYS[8] the dead set
 //	ARGV[4] attempt  ARGV[5] record  ARGV[6] log cap  ARGV[7] now ms  ARGV[8] ttl ms
-//	ARGV[9..] the policy's offsets in ms: ARGV[8+n] is attempt n's
+//	ARGV[9] dead-set cutoff ms  ARGV[10..] the policy's offsets in ms: ARGV[9+n] is attempt n's
 //	returns {0} stale (nothing changed), {1, next attempt, next due ms}, {2} dead
 //	The next due is first + offset, or now when that has already passed.
 var failScript = redis.NewScript(lib + fence + logRecord + `
 redis.call('ZREM', KEYS[5], ARGV[1] .. f)
 local n = a + 1
-local off = ARGV[8 + n]
+local off = ARGV[9 + n]
 if off then
   local due = string.format('%.0f', math.max(tonumber(fi) + tonumber(off), tonumber(ARGV[7])))
   put(f, 'p', n, fi, p)
@@ -483,7 +501,7 @@ if off then
   return {1, n, due}
 end
 finish(f, 'd', a, fi, p, ARGV[8])
-redis.call('ZADD', KEYS[8], ARGV[7], ARGV[3])
+dead(ARGV[7], ARGV[9])
 return {2}
 `)
 
@@ -501,10 +519,11 @@ return {1}
 //
 //	KEYS[8] the dead set
 //	ARGV[4] attempt  ARGV[5] record  ARGV[6] log cap  ARGV[7] ttl ms  ARGV[8] now ms
+//	ARGV[9] dead-set cutoff ms
 //	returns {0} stale, {1} dead
 var killScript = redis.NewScript(lib + fence + logRecord + `
 finish(f, 'd', a, fi, p, ARGV[7])
-redis.call('ZADD', KEYS[8], ARGV[8], ARGV[3])
+dead(ARGV[8], ARGV[9])
 return {1}
 `)
 
@@ -559,7 +578,7 @@ func (s *Store) fencedOK(ctx context.Context, op, id string, script *redis.Scrip
 // It only acts when the delivery is leased or queued with exactly this attempt;
 // otherwise the result is Stale and nothing changes.
 func (s *Store) Fail(ctx context.Context, id string, attempt int, now time.Time, record []byte) (FailResult, error) {
-	args := append([]any{attempt, record, MaxAttemptLog, ms(now), s.doneTTL.Milliseconds()}, s.offsets...)
+	args := append([]any{attempt, record, MaxAttemptLog, ms(now), s.doneTTL.Milliseconds(), ms(now.Add(-s.keepDead))}, s.offsets...)
 	res, err := s.fenced(ctx, "fail", id, failScript, []string{s.keys.SchedDead()}, args...)
 	if err != nil {
 		return FailResult{}, err
@@ -591,7 +610,7 @@ func (s *Store) Succeed(ctx context.Context, id string, attempt int, record []by
 // Kill records the attempt and makes the delivery dead at once (410 Gone) at now.
 // False when stale.
 func (s *Store) Kill(ctx context.Context, id string, attempt int, now time.Time, record []byte) (bool, error) {
-	return s.fencedOK(ctx, "kill", id, killScript, []string{s.keys.SchedDead()}, attempt, record, MaxAttemptLog, s.doneTTL.Milliseconds(), ms(now))
+	return s.fencedOK(ctx, "kill", id, killScript, []string{s.keys.SchedDead()}, attempt, record, MaxAttemptLog, s.doneTTL.Milliseconds(), ms(now), ms(now.Add(-s.keepDead)))
 }
 
 // Release hands a leased or queued delivery back as pending at due without counting
@@ -751,20 +770,15 @@ func (s *Store) Revive(ctx context.Context, id string, deadFirst, now time.Time,
 // Counts are the schedule's sizes for metrics.
 type Counts struct {
 	Pending int64 // deliveries waiting for a due time (retries, releases, revivals)
-	Dead    int64 // dead deliveries not revived since, dead after the keepDead cut-off
+	Dead    int64 // dead deliveries not revived since, dead within KeepDead of now
 }
 
-// Count reads Counts. Dead deliveries that died before now-keepDead (their letters
-// have aged out of the dead stream) are forgotten first; keepDead 0 keeps all. Pending
-// is summed over the buckets of the index, a page of ZCARDs per round trip.
-func (s *Store) Count(ctx context.Context, now time.Time, keepDead time.Duration) (Counts, error) {
+// Count reads Counts; it changes nothing (the dead set forgets old deaths as new ones
+// come). Pending is summed over the buckets of the index, a page of ZCARDs per round
+// trip.
+func (s *Store) Count(ctx context.Context, now time.Time) (Counts, error) {
 	var c Counts
-	if keepDead > 0 {
-		if err := s.rdb.ZRemRangeByScore(ctx, s.keys.SchedDead(), "-inf", "("+strconv.FormatInt(ms(now.Add(-keepDead)), 10)).Err(); err != nil {
-			return c, fmt.Errorf("count dead: %w", err)
-		}
-	}
-	dead, err := s.rdb.ZCard(ctx, s.keys.SchedDead()).Result()
+	dead, err := s.rdb.ZCount(ctx, s.keys.SchedDead(), strconv.FormatInt(ms(now.Add(-s.keepDead)), 10), "+inf").Result()
 	if err != nil {
 		return c, fmt.Errorf("count dead: %w", err)
 	}

@@ -744,19 +744,20 @@ func TestSlotCollision(t *testing.T) {
 }
 
 // TestCount: pending counts deliveries waiting for a due time (not leased, queued or
-// finished ones); dead counts deliveries dead by exhaustion or Kill until revived, and
-// forgets those that died before the keep-dead cut-off.
+// finished ones); dead counts deliveries dead by exhaustion or Kill until revived,
+// within KeepDead of now; a new death makes the dead set forget those past KeepDead.
 func TestCount(t *testing.T) {
-	st, _ := newStore(t, Policy{Delays: []time.Duration{time.Minute}, GiveUpAfter: time.Hour})
+	st, r := newStore(t, Policy{Delays: []time.Duration{time.Minute}, GiveUpAfter: time.Hour})
 	ctx := context.Background()
-	count := func(now time.Time, keep time.Duration) Counts {
+	countOn := func(st *Store, now time.Time) Counts {
 		t.Helper()
-		c, err := st.Count(ctx, now, keep)
+		c, err := st.Count(ctx, now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
+	count := func(now time.Time, _ time.Duration) Counts { t.Helper(); return countOn(st, now) }
 	if c := count(t0, 0); c != (Counts{}) {
 		t.Fatalf("empty: Count = %+v", c)
 	}
@@ -798,10 +799,30 @@ func TestCount(t *testing.T) {
 		t.Fatalf("revived: Count = %+v", c)
 	}
 	// b died at t0+2h: kept 2h later with a 3h cut-off, forgotten with a 1h one.
-	if c := count(t0.Add(4*time.Hour), 3*time.Hour); c.Dead != 1 {
+	keeping := func(keep time.Duration) *Store {
+		t.Helper()
+		s, err := NewStore(r.Client, StoreConfig{Keys: rkeys.Keyspace{Prefix: r.Prefix}, Policy: st.Policy(), KeepDead: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	keep3h, keep1h := keeping(3*time.Hour), keeping(time.Hour)
+	if c := countOn(keep3h, t0.Add(4*time.Hour)); c.Dead != 1 {
 		t.Fatalf("within keep: Count = %+v, want dead 1", c)
 	}
-	if c := count(t0.Add(4*time.Hour), time.Hour); c.Dead != 0 {
+	if c := countOn(keep1h, t0.Add(4*time.Hour)); c.Dead != 0 {
 		t.Fatalf("past keep: Count = %+v, want dead 0", c)
+	}
+	// A death at t0+4h with a 1h keep forgets b's (t0+2h) from the set itself.
+	x := "evt_x:ep"
+	mustSchedule(t, keep1h, delivery(x, t0.Add(2*time.Hour))) // due before the revived a
+	claimOne(t, keep1h, t0.Add(2*time.Hour), x)
+	if ok, err := keep1h.Kill(ctx, x, 1, t0.Add(4*time.Hour), nil); !ok || err != nil {
+		t.Fatalf("Kill = %v, %v", ok, err)
+	}
+	if members, err := r.Client.ZRange(ctx, rkeys.Keyspace{Prefix: r.Prefix}.SchedDead(), 0, -1).Result(); err != nil || len(members) != 1 || members[0] != x {
+		t.Fatalf("dead set = %v, %v; want just %s", members, err, x)
 	}
 }

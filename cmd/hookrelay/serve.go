@@ -251,27 +251,16 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 	if err != nil {
 		return nil, err
 	}
-	store, err := schedule.NewStore(d.rdb, schedule.StoreConfig{Keys: rkeys.Keyspace{Prefix: cfg.Redis.Prefix}, Policy: cfg.retryPolicy()})
+	streams := cfg.streamConfig().WithDefaults()
+	store, err := schedule.NewStore(d.rdb, schedule.StoreConfig{
+		Keys: rkeys.Keyspace{Prefix: cfg.Redis.Prefix}, Policy: cfg.retryPolicy(), KeepDead: streams.DeadMaxAge,
+	})
 	if err != nil {
 		return nil, err
 	}
 	keys := rkeys.Keyspace{Prefix: cfg.Redis.Prefix}
-	index := deliver.NewEventIndex(d.rdb, keys, cfg.streamConfig().EventsMaxAge)
+	index := deliver.NewEventIndex(d.rdb, keys, streams.EventsMaxAge)
 	dl := &delivery{endpoints: endpoints, store: store, index: index, set: set}
-	keepDead := cfg.NATS.DeadMaxAge.D()
-	if keepDead <= 0 {
-		keepDead = natsx.DefaultDeadMaxAge
-	}
-	d.metrics.ScrapeGauges(map[string]string{
-		"hookrelay_pending_retries":   "Deliveries waiting in Redis for a retry (or a replay) to come due.",
-		"hookrelay_dead_letters_open": "Dead deliveries not replayed since, within the dead letters' max age.",
-	}, 5*time.Second, func(ctx context.Context) (map[string]float64, error) {
-		c, err := store.Count(ctx, time.Now(), keepDead)
-		if err != nil {
-			return nil, err
-		}
-		return map[string]float64{"hookrelay_pending_retries": float64(c.Pending), "hookrelay_dead_letters_open": float64(c.Dead)}, nil
-	})
 	defer func() {
 		if err != nil {
 			store.Close()
@@ -287,6 +276,18 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 			return nil, err
 		}
 		runs["schedule"] = dl.sched.Run
+		// The schedule's sizes describe the shared Redis: reported by the processes
+		// that run the schedule, not by every one.
+		d.metrics.ScrapeGauges(map[string]string{
+			"hookrelay_pending_retries":   "Deliveries waiting in Redis for a retry (or a replay) to come due.",
+			"hookrelay_dead_letters_open": "Dead deliveries not replayed since, within the dead letters' max age.",
+		}, 5*time.Second, func(ctx context.Context) (map[string]float64, error) {
+			c, err := store.Count(ctx, time.Now())
+			if err != nil {
+				return nil, err
+			}
+			return map[string]float64{"hookrelay_pending_retries": float64(c.Pending), "hookrelay_dead_letters_open": float64(c.Dead)}, nil
+		})
 	}
 	var sender *deliver.Sender
 	if roles[RoleDeliver] {

@@ -28,7 +28,8 @@ const (
 	DefaultDuplicateWindow = 2 * time.Minute
 )
 
-func (c StreamConfig) withDefaults() StreamConfig {
+// WithDefaults is c with every zero field at its default.
+func (c StreamConfig) WithDefaults() StreamConfig {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -46,7 +47,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 
 // StreamConfigs returns the JetStream configuration of each stream of SPEC §4.
 func StreamConfigs(t Topology, c StreamConfig) []jetstream.StreamConfig {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	const storage = jetstream.FileStorage
 	// The duplicate window may not exceed a stream's max age.
 	window := func(maxAge time.Duration) time.Duration { return min(c.DuplicateWindow, maxAge) }
