@@ -30,16 +30,10 @@ func newSource(s Source) *source {
 	return src
 }
 
-// allows reports whether the client address may post to this source.
-func (s *source) allows(client netip.Addr) bool {
-	if len(s.allow) == 0 {
-		return true
-	}
-	if !client.IsValid() {
-		return false
-	}
-	for _, p := range s.allow {
-		if p.Contains(client) {
+// inAny reports whether a is in one of ps (false for the zero Addr).
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
 			return true
 		}
 	}
@@ -57,15 +51,7 @@ func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 		return netip.Addr{}
 	}
 	addr := ap.Addr().Unmap()
-	isTrusted := func(a netip.Addr) bool {
-		for _, p := range trusted {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
-	if len(trusted) == 0 || !isTrusted(addr) {
+	if !inAny(trusted, addr) {
 		return addr
 	}
 	var hops []string
@@ -78,7 +64,7 @@ func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 			return netip.Addr{} // a hop we cannot read: trust nothing to its left
 		}
 		addr = a.Unmap()
-		if !isTrusted(addr) {
+		if !inAny(trusted, addr) {
 			return addr
 		}
 	}

@@ -152,7 +152,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*source, *apier
 		w.Header().Set("Allow", allowed)
 		return src, apierr.New(apierr.MethodNotAllowed, r.Method+" is not accepted here; use "+allowed)
 	}
-	if len(src.allow) > 0 && !src.allows(clientAddr(r, h.cfg.TrustedProxies)) {
+	if len(src.allow) > 0 && !inAny(src.allow, clientAddr(r, h.cfg.TrustedProxies)) {
 		return src, apierr.New(apierr.IngestForbiddenClient, "this client address may not post to source "+src.ID)
 	}
 	if !src.authenticated(r) {
