@@ -383,39 +383,15 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 // still waiting when the lease runs out; or fan-out re-publishing attempt 1 after
 // JetStream's duplicate window) is a repeated POST with the same webhook-id.
 func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error {
-	bctx, cancel := w.bookkeeping(ctx)
-	defer func() { cancel() }()
 	ep, found := w.cfg.Endpoints.Get(job.Endpoint)
 	ref := EndpointRef{ID: job.Endpoint}
 	if found {
 		ref = EndpointRef{ID: ep.ID, Merchant: ep.Merchant, URL: ep.URL}
 	}
-	if redelivered {
-		st, err := w.cfg.Store.Get(bctx, job.ID)
-		if errors.Is(err, schedule.ErrNotFound) {
-			return nil // long finished: its marker has expired
-		}
-		if err != nil {
-			return fmt.Errorf("read state: %w", err)
-		}
-		if (st.Name != schedule.StateQueued && st.Name != schedule.StateLeased) || st.Attempt != job.Attempt {
-			// Recorded before a crash kept the ack from JetStream; if recorded dead, the
-			// letter may not have been written.
-			return w.letterIfDead(bctx, job, ref, st, "repeated after a restart")
-		}
-	}
-	switch {
-	case !found:
-		rec := AttemptRecord{Attempt: job.Attempt, Start: w.cfg.Clock.Now().UTC(), Error: "endpoint deleted", Outcome: Dead.String()}
-		raw, err := json.Marshal(rec)
-		if err != nil {
+	if redelivered || !found || !ep.Enabled {
+		if post, err := w.beforePOST(ctx, job, &ep, found, ref, redelivered); !post {
 			return err
 		}
-		return w.finishDead(bctx, job, ref, raw, "endpoint deleted")
-	case !ep.Enabled:
-		// Held until the endpoint is enabled (or deleted): see release.
-		_, err := w.cfg.Store.Hold(bctx, job.ID, job.Attempt, ep.ID, w.cfg.Clock.Now())
-		return err
 	}
 	signer, err := w.signer(&ep)
 	if err != nil {
@@ -423,22 +399,19 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 	}
 	eventID, _, _ := splitDeliveryID(job.ID)
 	// The attempt is not cut short by a shutdown's start (the sender's timeout bounds
-	// it), only by HandBack once the shutdown's grace is over.
-	pctx, cancelPOST := context.WithCancel(context.WithoutCancel(ctx))
-	stopAbort := context.AfterFunc(w.abort, cancelPOST)
+	// it), only by HandBack once the shutdown's grace is over: w.abort.
 	w.cfg.Observer.InFlight(ep.ID, 1)
-	a := w.cfg.Sender.Send(pctx, Request{
+	a := w.cfg.Sender.Send(w.abort, Request{
 		URL: ep.URL, Headers: ep.Headers, MsgID: eventID, Body: job.Event,
 		Signer: signer, Now: w.cfg.Clock.Now(),
 	})
 	w.cfg.Observer.InFlight(ep.ID, -1)
-	stopAbort()
-	cancelPOST()
-	cancel()
 	if a.Status == 0 && w.abort.Err() != nil {
 		return errHandedBack // no answer, and it was HandBack that stopped it
 	}
-	bctx, cancel = w.bookkeeping(ctx) // the POST may have used up the first deadline
+	// The record's own deadline starts now: the POST may have taken the whole timeout.
+	bctx, cancel := w.bookkeeping(ctx)
+	defer cancel()
 	outcome := Classify(a)
 	rec := newRecord(job.Attempt, a, outcome)
 	w.log.Info("delivery.attempted",
@@ -486,6 +459,42 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 		}
 	}
 	return nil
+}
+
+// beforePOST runs what comes before a POST when there is something to check: the fence
+// of a redelivered job, a deleted endpoint (dead letter), a disabled one (held). post
+// is false when the job is finished (err nil) or must come again (err).
+func (w *Worker) beforePOST(ctx context.Context, job *Job, ep *Endpoint, found bool, ref EndpointRef, redelivered bool) (post bool, err error) {
+	bctx, cancel := w.bookkeeping(ctx)
+	defer cancel()
+	if redelivered {
+		st, err := w.cfg.Store.Get(bctx, job.ID)
+		if errors.Is(err, schedule.ErrNotFound) {
+			return false, nil // long finished: its marker has expired
+		}
+		if err != nil {
+			return false, fmt.Errorf("read state: %w", err)
+		}
+		if (st.Name != schedule.StateQueued && st.Name != schedule.StateLeased) || st.Attempt != job.Attempt {
+			// Recorded before a crash kept the ack from JetStream; if recorded dead, the
+			// letter may not have been written.
+			return false, w.letterIfDead(bctx, job, ref, st, "repeated after a restart")
+		}
+	}
+	switch {
+	case !found:
+		rec := AttemptRecord{Attempt: job.Attempt, Start: w.cfg.Clock.Now().UTC(), Error: "endpoint deleted", Outcome: Dead.String()}
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			return false, err
+		}
+		return false, w.finishDead(bctx, job, ref, raw, "endpoint deleted")
+	case !ep.Enabled:
+		// Held until the endpoint is enabled (or deleted): see release.
+		_, err := w.cfg.Store.Hold(bctx, job.ID, job.Attempt, ep.ID, w.cfg.Clock.Now())
+		return false, err
+	}
+	return true, nil
 }
 
 // bookkeeping is a context for Redis and JetStream calls around an attempt: not cut
