@@ -10,7 +10,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/hookrelay /hookrelay
-COPY configs/hookrelay.yaml configs/compose.yaml /etc/hookrelay/
+COPY configs/hookrelay.yaml /etc/hookrelay/
 USER nonroot:nonroot
 EXPOSE 8080 8081
 ENTRYPOINT ["/hookrelay"]
