@@ -368,7 +368,7 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 	api, err := admin.New(admin.Config{
 		Rejected: quarantine, Redrive: redriver,
 		Token: cfg.Admin.Token, Endpoints: dl.endpoints, Letters: letters, Events: events, Live: dl.set, Logger: log,
-		Ready: admin.Readiness(d.nc, d.rdb), Metrics: d.metrics.Handler(),
+		Ready: admin.Readiness(d.nc, d.rdb), Metrics: d.metrics.Handler(zap.NewStdLog(log.Named("metrics"))),
 	})
 	if err != nil {
 		return nil, nil, err

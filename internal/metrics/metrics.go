@@ -77,10 +77,10 @@ func New() *Metrics {
 }
 
 // Handler serves the registry in the Prometheus text format. A scrape-time gauge that
-// cannot be read is left out of that scrape (and logged by promhttp's error log);
-// the other series are still served.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+// cannot be read is left out of that scrape and reported to errLog (nil: not
+// reported); the other series are still served.
+func (m *Metrics) Handler(errLog promhttp.Logger) http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: errLog})
 }
 
 // IngestRequest implements ingest.Observer.
