@@ -27,8 +27,13 @@ type proc struct {
 	name    string // nats, redis, hookrelay-ingest-1, …
 	cmd     *exec.Cmd
 	logPath string
-	ingest  string // host:port, hookrelay with the ingest role
-	admin   string // host:port, hookrelay
+	ingest  string   // host:port, hookrelay with the ingest role
+	admin   string   // host:port, hookrelay
+	roles   []string // hookrelay's roles
+
+	// what started it, to start it again after a kill
+	kind, bin string
+	args, env []string
 
 	exited  chan struct{}
 	exitAt  time.Time
@@ -51,7 +56,7 @@ func startProc(name, kind, bin string, args, env []string, logPath string) (*pro
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, logPath: logPath, exited: make(chan struct{}), stopSig: syscall.SIGTERM}
+	p := &proc{name: name, logPath: logPath, exited: make(chan struct{}), stopSig: syscall.SIGTERM, kind: kind, bin: bin, args: args, env: env}
 	if kind == "nats" {
 		p.stopSig = syscall.SIGINT
 	}
@@ -205,7 +210,9 @@ type cluster struct {
 	redisURL string
 	cfgPath  string
 	bins     struct{ nats, redis, relay string }
-	baseEnv  []string
+	// mu guards relays, nats and redis, which a restart replaces.
+	mu      sync.Mutex
+	baseEnv []string
 	// shutdown is hookrelay's shutdown_timeout.
 	shutdown time.Duration
 	logf     func(format string, args ...any)
@@ -276,7 +283,12 @@ func (c *cluster) startNATS(ctx context.Context) error {
 		return err
 	}
 	c.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	return c.waitReady(ctx, c.nats, 30*time.Second, func(ctx context.Context) error {
+	return c.natsReady(ctx, c.nats)
+}
+
+// natsReady waits until nats-server p answers JetStream requests.
+func (c *cluster) natsReady(ctx context.Context, p *proc) error {
+	return c.waitReady(ctx, p, 30*time.Second, func(ctx context.Context) error {
 		nc, err := nats.Connect(c.natsURL, nats.Timeout(time.Second))
 		if err != nil {
 			return err
@@ -318,8 +330,18 @@ func (c *cluster) startRedis(ctx context.Context) error {
 		return err
 	}
 	c.redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	return c.waitReady(ctx, c.redis, 30*time.Second, func(ctx context.Context) error {
-		rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+	return c.redisReady(ctx, c.redis)
+}
+
+// redisReady waits until redis-server p answers PING (after loading its AOF).
+func (c *cluster) redisReady(ctx context.Context, p *proc) error {
+	return c.waitReady(ctx, p, 30*time.Second, func(ctx context.Context) error {
+		opt, err := redis.ParseURL(c.redisURL)
+		if err != nil {
+			return err
+		}
+		opt.MaxRetries = -1
+		rdb := redis.NewClient(opt)
 		defer rdb.Close()
 		return rdb.Ping(ctx).Err()
 	})
@@ -358,32 +380,10 @@ func (c *cluster) startRelays(ctx context.Context, specs []procSpec) error {
 		if err != nil {
 			return nil, err
 		}
-		p.ingest, p.admin = ingest, admin
+		p.ingest, p.admin, p.roles = ingest, admin, t.roles
 		return p, nil
 	}
-	ready := func(p *proc) error {
-		client := &http.Client{Timeout: time.Second}
-		return c.waitReady(ctx, p, 60*time.Second, func(ctx context.Context) error {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/readyz", nil)
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("/readyz: %d", resp.StatusCode)
-			}
-			if p.ingest != "" {
-				conn, err := net.DialTimeout("tcp", p.ingest, time.Second)
-				if err != nil {
-					return err
-				}
-				conn.Close()
-			}
-			return nil
-		})
-	}
+	ready := func(p *proc) error { return c.relayReady(ctx, p) }
 	for i, t := range all {
 		p, err := start(t)
 		if err != nil {
@@ -403,6 +403,32 @@ func (c *cluster) startRelays(ctx context.Context, specs []procSpec) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// relayReady waits until hookrelay process p answers /readyz with 200 and, with the
+// ingest role, takes connections on its provider listener.
+func (c *cluster) relayReady(ctx context.Context, p *proc) error {
+	client := &http.Client{Timeout: time.Second}
+	return c.waitReady(ctx, p, 60*time.Second, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/readyz", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %d", resp.StatusCode)
+		}
+		if p.ingest != "" {
+			conn, err := net.DialTimeout("tcp", p.ingest, time.Second)
+			if err != nil {
+				return err
+			}
+			conn.Close()
+		}
+		return nil
+	})
 }
 
 // waitReady polls check every 100ms until it succeeds, p exits or limit passes.
@@ -428,8 +454,43 @@ func (c *cluster) waitReady(ctx context.Context, p *proc, limit time.Duration, c
 	return fmt.Errorf("%s not ready within %v: %v; log %s:\n%s", p.name, limit, last, p.logPath, p.logTail(20))
 }
 
+// restart starts old (killed, exited) again, the same binary, arguments, environment
+// (ports, data) and log, waits until it is ready and puts it in old's place.
+func (c *cluster) restart(ctx context.Context, old *proc) (*proc, error) {
+	p, err := startProc(old.name, old.kind, old.bin, old.args, old.env, old.logPath)
+	if err != nil {
+		return nil, err
+	}
+	p.ingest, p.admin, p.roles = old.ingest, old.admin, old.roles
+	c.mu.Lock()
+	switch {
+	case old == c.nats:
+		c.nats = p
+	case old == c.redis:
+		c.redis = p
+	default:
+		for i, r := range c.relays {
+			if r == old {
+				c.relays[i] = p
+			}
+		}
+	}
+	c.mu.Unlock()
+	switch p.kind {
+	case "nats":
+		err = c.natsReady(ctx, p)
+	case "redis":
+		err = c.redisReady(ctx, p)
+	default:
+		err = c.relayReady(ctx, p)
+	}
+	return p, err
+}
+
 // all lists every process, hookrelay first.
 func (c *cluster) all() []*proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	out := slices.Clone(c.relays)
 	for _, p := range []*proc{c.redis, c.nats} {
 		if p != nil {
@@ -442,7 +503,7 @@ func (c *cluster) all() []*proc {
 // ingestAddrs are the provider listeners.
 func (c *cluster) ingestAddrs() []string {
 	var out []string
-	for _, p := range c.relays {
+	for _, p := range c.all() {
 		if p.ingest != "" {
 			out = append(out, p.ingest)
 		}
@@ -464,7 +525,7 @@ func (c *cluster) unexpectedExit() *proc {
 func (c *cluster) saveMetrics() []string {
 	var out []string
 	client := &http.Client{Timeout: 5 * time.Second}
-	for _, p := range c.relays {
+	for _, p := range c.all() {
 		if p.done() {
 			continue
 		}

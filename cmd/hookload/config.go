@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	sched "github.com/hookrelay/hookrelay/schedule"
 )
 
 // procSpec is one kind of hookrelay process and how many of it to run.
@@ -86,18 +88,28 @@ var specRetry = struct {
 	giveUp:    168 * time.Hour,
 }
 
-// scaledRetry is SPEC §7's schedule divided by scale (≥ 1), rounded to the millisecond,
-// written as the config's retry section.
-func scaledRetry(scale float64) string {
-	div := func(d time.Duration) string {
-		v := max(time.Duration(float64(d)/scale).Round(time.Millisecond), time.Millisecond)
-		return v.String()
+// scaledPolicy is SPEC §7's schedule divided by scale (≥ 1), each duration rounded to
+// the millisecond (at least 1ms): what hookload writes into the config, and what the
+// sink measures the attempts against.
+func scaledPolicy(scale float64) sched.Policy {
+	div := func(d time.Duration) time.Duration {
+		return max(time.Duration(float64(d)/scale).Round(time.Millisecond), time.Millisecond)
 	}
-	var ds []string
+	p := sched.Policy{ThenEvery: div(specRetry.thenEvery), GiveUpAfter: div(specRetry.giveUp)}
 	for _, d := range specRetry.delays {
-		ds = append(ds, div(d))
+		p.Delays = append(p.Delays, div(d))
 	}
-	return fmt.Sprintf("{delays: [%s], then_every: %s, give_up_after: %s}", strings.Join(ds, ", "), div(specRetry.thenEvery), div(specRetry.giveUp))
+	return p
+}
+
+// scaledRetry is scaledPolicy written as the config's retry section.
+func scaledRetry(scale float64) string {
+	p := scaledPolicy(scale)
+	var ds []string
+	for _, d := range p.Delays {
+		ds = append(ds, d.String())
+	}
+	return fmt.Sprintf("{delays: [%s], then_every: %s, give_up_after: %s}", strings.Join(ds, ", "), p.ThenEvery, p.GiveUpAfter)
 }
 
 // secrets are a run's credentials, fresh each run.
@@ -129,7 +141,7 @@ func endpointID(i int) string { return fmt.Sprintf("sink-%d", i+1) }
 // relayConfig is the hookrelay config file: addresses come from the environment
 // (HOOKRELAY_LISTEN, HOOKRELAY_ADMIN_LISTEN, NATS_URL, REDIS_URL), so every process
 // reads the same file, as in production.
-func relayConfig(sec secrets, sinkURL string, maxInFlight int, retryScale float64, shutdown time.Duration) string {
+func relayConfig(sec secrets, sinkURL string, maxInFlight int, retryScale float64, shutdown, deliveryTimeout time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by hookload
 listen: "${HOOKRELAY_LISTEN:-127.0.0.1:0}"
@@ -148,7 +160,7 @@ endpoints:
 			endpointID(i), sinkURL+"/hooks/"+endpointID(i), s, maxInFlight)
 	}
 	fmt.Fprintf(&b, "retry: %s\n", scaledRetry(retryScale))
-	b.WriteString("delivery: {timeout: 10s, allow_cidrs: [\"127.0.0.0/8\"]}\n")
+	fmt.Fprintf(&b, "delivery: {timeout: %s, allow_cidrs: [\"127.0.0.0/8\"]}\n", deliveryTimeout)
 	return b.String()
 }
 

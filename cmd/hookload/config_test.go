@@ -41,18 +41,28 @@ func TestScaledRetry(t *testing.T) {
 	if got, want := scaledRetry(60), "{delays: [1s, 2s, 4s, 8s, 15s, 30s, 1m0s], then_every: 24m0s, give_up_after: 2h48m0s}"; got != want {
 		t.Errorf("scaledRetry(60) = %s", got)
 	}
+	// The faults mode's default: SPEC §7's 14 attempts in about 53s, in whole ms.
+	p := scaledPolicy(10000)
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	offs := p.Offsets()
+	if len(offs) != 14 || offs[1] != 6*time.Millisecond || offs[7] != 720*time.Millisecond || offs[13] != 720*time.Millisecond+6*8640*time.Millisecond {
+		t.Errorf("scaledPolicy(10000) offsets = %v", offs)
+	}
 }
 
 // TestRelayConfig: the config is YAML with the keys SPEC §10 names.
 func TestRelayConfig(t *testing.T) {
 	sec := newSecrets(2)
-	raw := relayConfig(sec, "http://127.0.0.1:9999", 256, 60, 15*time.Second)
+	raw := relayConfig(sec, "http://127.0.0.1:9999", 256, 60, 15*time.Second, 1500*time.Millisecond)
 	var cfg struct {
 		Listen    string `yaml:"listen"`
 		Sources   []map[string]any
 		Endpoints []map[string]any
 		Retry     map[string]any
 		Delivery  struct {
+			Timeout    string   `yaml:"timeout"`
 			AllowCIDRs []string `yaml:"allow_cidrs"`
 		}
 		ShutdownTimeout string `yaml:"shutdown_timeout"`
@@ -60,7 +70,7 @@ func TestRelayConfig(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(raw), &cfg); err != nil {
 		t.Fatalf("%v\n%s", err, raw)
 	}
-	if len(cfg.Sources) != 2 || len(cfg.Endpoints) != 2 || cfg.Delivery.AllowCIDRs[0] != "127.0.0.0/8" || cfg.ShutdownTimeout != "15s" {
+	if len(cfg.Sources) != 2 || len(cfg.Endpoints) != 2 || cfg.Delivery.AllowCIDRs[0] != "127.0.0.0/8" || cfg.ShutdownTimeout != "15s" || cfg.Delivery.Timeout != "1.5s" {
 		t.Errorf("config:\n%s", raw)
 	}
 	ep := cfg.Endpoints[1]

@@ -27,6 +27,7 @@ type result struct {
 	pace   int64  // from the scheduled start to the moment the pacer queued it: the generator's own lateness
 	status int16  // HTTP status, or statusTransport / statusSkipped
 	dup    bool   // answered "duplicate": true
+	tries  int8   // provider retries it took (--provider-retries)
 	maya   bool   // PayMaya (else Paytia)
 	id     string // event id from a 2xx answer
 }
@@ -110,7 +111,12 @@ type Runner struct {
 	conns          int // workers per target
 	maxOutstanding int64
 	outstanding    atomic.Int64 // queued or being sent
-	wg             sync.WaitGroup
+	// retries: a failed request (no answer, 5xx, 429) is sent again, the same body,
+	// to the next target, after retryWait, then twice that, and so on.
+	retries   int
+	retryWait time.Duration
+	retried   atomic.Int64 // requests sent again
+	wg        sync.WaitGroup
 }
 
 // job is one due request.
@@ -162,11 +168,10 @@ func (r *Runner) Run(ctx context.Context, plan Plan, start time.Time, rec *recor
 		// Each queue holds maxOutstanding, as all of them may pile up at one target.
 		jobs[i] = make(chan job, r.maxOutstanding)
 		defer close(jobs[i])
-		tg := r.targets[i]
 		for range r.conns {
 			r.wg.Go(func() {
 				for j := range jobs[i] {
-					res, errText := r.do(j.seq, tg, j.due)
+					res, errText := r.send(j.seq, i, j.due)
 					res.pace = j.queued - j.due
 					r.outstanding.Add(-1)
 					r.rec.add(j.step, res, errText)
@@ -211,6 +216,27 @@ func (r *Runner) Run(ctx context.Context, plan Plan, start time.Time, rec *recor
 
 // Wait waits until every request queued has been answered or has timed out.
 func (r *Runner) Wait() { r.wg.Wait() }
+
+// send posts callback seq to target ti and, while it fails and retries are left,
+// again to the next targets, as a provider retries a webhook it got no 2xx for. The
+// latency counts from due, retries included.
+func (r *Runner) send(seq uint64, ti int, due int64) (result, string) {
+	res, errText := r.do(seq, r.targets[ti], due)
+	wait := r.retryWait
+	for try := 1; try <= r.retries && retryable(res.status); try++ {
+		r.retried.Add(1)
+		time.Sleep(wait)
+		wait *= 2
+		res, errText = r.do(seq, r.targets[(ti+try)%len(r.targets)], due)
+		res.tries = int8(min(try, 127))
+	}
+	return res, errText
+}
+
+// retryable is a provider answer worth sending again: none, a 5xx or a 429.
+func retryable(status int16) bool {
+	return status == statusTransport || status >= 500 || status == http.StatusTooManyRequests
+}
 
 // do posts callback seq to tg; due is its scheduled start (ns since the epoch).
 func (r *Runner) do(seq uint64, tg target, due int64) (result, string) {

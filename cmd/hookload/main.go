@@ -94,8 +94,11 @@ const usageText = `usage: hookload <mode> [flags]
 modes:
   hold       one arrival rate for a duration (--rate 5000 --duration 30s)
   saturate   step the rate up until ingest p99, errors or the achieved rate give out
+  faults     hold a rate while hookrelay's processes, nats-server and redis-server
+             are SIGKILLed and restarted in turn and the sink fails, hangs and
+             answers 410/429/500; then account for every event answered 2xx
 
-run 'hookload hold -h' or 'hookload saturate -h' for the flags.`
+run 'hookload <mode> -h' for the flags.`
 
 // usageError is a mistake on the command line (exit 2).
 type usageError struct{ msg string }
@@ -109,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	mode := args[0]
 	switch mode {
-	case "hold", "saturate":
+	case "hold", "saturate", "faults":
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usageText)
 		return nil

@@ -27,18 +27,25 @@ type Report struct {
 	// Steps are saturate's stairs, those evaluated before it stopped (none for hold).
 	Steps []StepStat `json:"steps"`
 	// HighestSustained is saturate's answer: the highest rate whose step passed.
-	HighestSustained float64    `json:"highest_sustained_rate,omitempty"`
-	StopReason       string     `json:"stop_reason,omitempty"`
-	Processes        []ProcStat `json:"processes"`
-	Machine          Machine    `json:"machine"`
-	Timeline         []Second   `json:"timeline"`
-	Problems         []string   `json:"problems"`
+	HighestSustained float64 `json:"highest_sustained_rate,omitempty"`
+	StopReason       string  `json:"stop_reason,omitempty"`
+	// Schedule is when retries arrived against their due times (nil: none retried).
+	Schedule *Timing `json:"schedule,omitempty"`
+	// Faults are the kills of the faults mode.
+	Faults    *FaultReport `json:"faults,omitempty"`
+	Processes []ProcStat   `json:"processes"`
+	Machine   Machine      `json:"machine"`
+	Timeline  []Second     `json:"timeline"`
+	Problems  []string     `json:"problems"`
 }
 
 // Settings are the knobs of the run.
 type Settings struct {
 	RetryScale     float64 `json:"retry_scale"`
 	SinkFail       float64 `json:"sink_fail"`
+	Sink           string  `json:"sink_policy"`
+	DeliveryTO     string  `json:"delivery_timeout"`
+	ProvRetries    int     `json:"provider_retries"`
 	MaxInFlight    int     `json:"max_in_flight"`
 	MayaShare      float64 `json:"paymaya_share"`
 	Conns          int     `json:"conns_per_ingest"`
@@ -57,8 +64,10 @@ type Ingest struct {
 	Sent        int            `json:"sent"`
 	NotSent     int            `json:"not_sent"` // the generator's backlog was full (--max-outstanding)
 	OK          int            `json:"answered_2xx"`
-	DupAnswers  int            `json:"answered_duplicate"` // 2xx with "duplicate": true (should be 0)
-	Errors      int            `json:"errors"`             // sent, but non-2xx or a transport error
+	DupAnswers  int            `json:"answered_duplicate"`       // 2xx with "duplicate": true to a first try (should be 0)
+	Retried     int64          `json:"provider_retries"`         // requests sent again (--provider-retries)
+	RetryDups   int            `json:"retry_answered_duplicate"` // a retry answered "duplicate": the lost answer's event was stored (expected under faults)
+	Errors      int            `json:"errors"`                   // sent, but non-2xx or a transport error
 	Statuses    map[string]int `json:"statuses"`
 	OfferedRate float64        `json:"offered_per_s"` // scheduled / load seconds
 	// OKRate is the 2xx answers that came during the load, per second of load: the
@@ -81,7 +90,17 @@ type Ingest struct {
 type Delivery struct {
 	Expected  int64 `json:"expected"` // 2xx events × endpoints
 	Delivered int64 `json:"delivered"`
-	Missing   int64 `json:"missing"` // lost: expected but never answered 200 by the sink
+	Missing   int64 `json:"missing"` // lost: expected but neither answered 200 by the sink nor a dead letter
+	// DeadLettered are expected deliveries the sink never answered 200 that are open
+	// dead letters (the sink answered 410, or failed every attempt).
+	DeadLettered int64 `json:"dead_lettered"`
+	// DeliveredAndDead were answered 200 and are dead letters too: a bug.
+	DeliveredAndDead int64 `json:"delivered_and_dead"`
+	// DeadUncaused are dead letters the sink gave no cause for (no 410, and it did not
+	// fail every attempt it got): suspicious.
+	DeadUncaused int64   `json:"dead_not_caused_by_sink"`
+	DupPairs     int64   `json:"duplicate_deliveries"` // (endpoint, event) pairs POSTed again after a 200
+	DupRate      float64 `json:"duplicate_rate"`       // duplicate POSTs / delivered
 	// Unchecked are 2xx answers that named no new event: no id, or an id another 2xx
 	// answer named too. Every request is a distinct event, so each is an event
 	// accepted but (by its answer) not stored as itself, whose loss Missing can't see.
@@ -98,6 +117,9 @@ type Delivery struct {
 	// then Missing counts deliveries still to come, not known to be lost.
 	DrainInterrupted string   `json:"drain_interrupted,omitempty"`
 	MissingExamples  []string `json:"missing_examples,omitempty"`
+	// Faulty: faults were injected or the sink fails on purpose, so duplicates are
+	// expected (up to the 1 % goal).
+	Faulty bool `json:"-"`
 }
 
 // StepStat is one step of the plan.
@@ -246,15 +268,18 @@ func newPending(ids map[string]int64, endpoints []string) pending {
 	return p
 }
 
-// prune drops the pairs the sink has answered 200 since the last call and returns how
-// many are left; it holds each endpoint's lock only over that endpoint's pending ids.
-func (p pending) prune(sink *Sink) int64 {
+// prune drops the pairs the sink has answered 200, or that are dead letters (by
+// delivery id), since the last call and returns how many are left; it holds each
+// endpoint's lock only over that endpoint's pending ids.
+func (p pending) prune(sink *Sink, dead map[string]letter) int64 {
 	var n int64
 	for ep, set := range p {
 		e := sink.endpoints[ep]
 		e.mu.Lock()
 		for id := range set {
 			if a := e.got[id]; a != nil && a.firstOK != 0 {
+				delete(set, id)
+			} else if _, ok := dead[id+":"+ep]; ok {
 				delete(set, id)
 			}
 		}
@@ -264,14 +289,18 @@ func (p pending) prune(sink *Sink) int64 {
 	return n
 }
 
-// missingDeliveries counts (endpoint, id) pairs not yet answered 200 by the sink.
-func missingDeliveries(ids map[string]int64, sink *Sink, endpoints []string, examples int) (int64, []string) {
+// missingDeliveries counts (endpoint, id) pairs neither answered 200 by the sink nor
+// dead letters.
+func missingDeliveries(ids map[string]int64, sink *Sink, endpoints []string, dead map[string]letter, examples int) (int64, []string) {
 	var n int64
 	var ex []string
 	for _, ep := range endpoints {
 		e := sink.endpoints[ep]
 		e.mu.Lock()
 		for id := range ids {
+			if _, isDead := dead[id+":"+ep]; isDead {
+				continue
+			}
 			if a := e.got[id]; a == nil || a.firstOK == 0 {
 				n++
 				if len(ex) < examples {
@@ -315,7 +344,9 @@ func fillIngest(rep *Report, rec *recorder, plan Plan, loadStart int64, loadDur 
 				okInLoad++
 			}
 			lastAnswer = max(lastAnswer, r.due+r.lat)
-			if r.dup {
+			if r.dup && r.tries > 0 {
+				in.RetryDups++
+			} else if r.dup {
 				in.DupAnswers++
 			}
 			if r.maya {
@@ -351,13 +382,12 @@ func fillIngest(rep *Report, rec *recorder, plan Plan, loadStart int64, loadDur 
 }
 
 // fillDelivery joins the 2xx answers with what the sink got; rep.Ingest must be filled.
-func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, warm map[string]bool) {
+func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, warm map[string]bool, dead map[string]letter) {
 	res := rec.all()
 	ids := okIDs(res)
 	d := &rep.Delivery
 	d.Expected = int64(len(ids)) * int64(len(endpoints))
-	d.Missing, d.MissingExamples = missingDeliveries(ids, sink, endpoints, 10)
-	d.Delivered = d.Expected - d.Missing
+	d.Missing, d.MissingExamples = missingDeliveries(ids, sink, endpoints, dead, 10)
 	// Every request is a distinct event, so each 2xx answer should name a new one.
 	d.Unchecked = int64(rep.Ingest.OK - len(ids))
 	d.sinkCounts = sink.counts()
@@ -375,6 +405,17 @@ func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, wa
 	perStep := make([][]int64, len(rec.scheduled))
 	strays := map[string]bool{}
 	sink.each(func(ep, id string, a arrival) {
+		if a.afterOK > 0 {
+			d.DupPairs++
+		}
+		if _, isDead := dead[id+":"+ep]; isDead {
+			switch {
+			case a.firstOK != 0:
+				d.DeliveredAndDead++
+			case !a.gone && !sink.alwaysFails(id):
+				d.DeadUncaused++
+			}
+		}
 		due, ok := ids[id]
 		if !ok {
 			if !warm[id] {
@@ -383,12 +424,17 @@ func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, wa
 			return
 		}
 		if a.firstOK != 0 {
+			d.Delivered++
 			e2e = append(e2e, a.firstOK-due)
 			i := stepOf[id]
 			perStep[i] = append(perStep[i], a.firstOK-due)
 		}
 	})
 	d.Strays = int64(len(strays))
+	d.DeadLettered = d.Expected - d.Delivered - d.Missing
+	if d.Delivered > 0 {
+		d.DupRate = float64(d.Duplicates) / float64(d.Delivered)
+	}
 	d.E2E = summarize(e2e)
 	for i := range rep.Steps {
 		if i < len(perStep) {
@@ -436,11 +482,15 @@ func (rep *Report) printText(w io.Writer) {
 	if rep.Settings.GOMAXPROCS > 0 {
 		gmp = strconv.Itoa(rep.Settings.GOMAXPROCS)
 	}
-	fmt.Fprintf(w, "  nats-server %s, redis %s, retry delays ÷%g, sink 500 share %g, max_in_flight %d, PayMaya share %g, children's GOMAXPROCS %s\n\n",
-		rep.Settings.NATSVersion, rep.Settings.RedisVersion, rep.Settings.RetryScale, rep.Settings.SinkFail, rep.Settings.MaxInFlight, rep.Settings.MayaShare, gmp)
+	fmt.Fprintf(w, "  nats-server %s, redis %s, retry delays ÷%g, delivery timeout %s, max_in_flight %d, PayMaya share %g, children's GOMAXPROCS %s, provider retries %d\n",
+		rep.Settings.NATSVersion, rep.Settings.RedisVersion, rep.Settings.RetryScale, rep.Settings.DeliveryTO, rep.Settings.MaxInFlight, rep.Settings.MayaShare, gmp, rep.Settings.ProvRetries)
+	fmt.Fprintf(w, "  sink: %s\n\n", rep.Settings.Sink)
 
 	fmt.Fprintf(w, "INGEST  %.1fs of load: scheduled %d (%.0f/s), sent %d, not sent (generator backlog full) %d, answered 2xx %d (PayMaya %d, Paytia %d), duplicate answers %d, errors %d\n",
 		in.LoadSeconds, in.Scheduled, in.OfferedRate, in.Sent, in.NotSent, in.OK, in.PayMaya, in.Paytia, in.DupAnswers, in.Errors)
+	if in.Retried > 0 {
+		fmt.Fprintf(w, "  provider retries: %d requests sent again; %d retries answered \"duplicate\" (the first try was stored, its answer lost)\n", in.Retried, in.RetryDups)
+	}
 	fmt.Fprintf(w, "  achieved: %.0f 2xx/s during the load; %.0f 2xx/s from the start of the load to the last answer (%.1fs)\n", in.OKRate, in.Throughput, in.AnswerSpan)
 	fmt.Fprintf(w, "  statuses: %s\n", fmtStatuses(in.Statuses))
 	notSent := ""
@@ -468,9 +518,34 @@ func (rep *Report) printText(w io.Writer) {
 		drain = fmt.Sprintf("drain timed out after %.1fs", d.DrainSeconds)
 	}
 	fmt.Fprintf(w, "  %d delivered when the load ended; %s\n", d.DeliveredAtEnd, drain)
+	fmt.Fprintf(w, "  accounted: delivered %d + dead letters %d + lost %d = %d expected; delivered and dead %d, dead letters without a cause %d\n",
+		d.Delivered, d.DeadLettered, d.Missing, d.Expected, d.DeliveredAndDead, d.DeadUncaused)
+	fmt.Fprintf(w, "  duplicates: %d POSTs after a 200 (%d deliveries, %.3f%% of delivered), each counted by its webhook-id; sink answered %v\n",
+		d.Duplicates, d.DupPairs, 100*d.DupRate, d.Answered)
 	fmt.Fprintf(w, "  end-to-end latency (provider POST scheduled start → sink receipt): %s\n", d.E2E)
 	for _, ex := range d.MissingExamples {
 		fmt.Fprintf(w, "  missing: %s\n", ex)
+	}
+
+	if t := rep.Schedule; t != nil {
+		fmt.Fprintf(w, "\nSCHEDULE (retries as the sink saw them, against due = first attempt + offset, or the previous try's end if later)\n")
+		fmt.Fprintf(w, "  %d retries of %d deliveries measured; tolerance %s: late %d (%d during a fault), early %d, VIOLATIONS %d; unrecorded tries %d, attempts the sink never saw %d\n",
+			t.Attempts, t.Deliveries, t.Tolerance, t.Late, t.LateInFault, t.Early, t.Violations, t.Repeats, t.Unseen)
+		fmt.Fprintf(w, "  lateness, all:           %s\n", t.Lateness)
+		fmt.Fprintf(w, "  lateness, outside faults: %s\n", t.Quiet)
+		for _, ex := range t.Examples {
+			fmt.Fprintf(w, "  %s\n", ex)
+		}
+	}
+	if f := rep.Faults; f != nil {
+		fmt.Fprintf(w, "\nFAULTS SIGKILL every %s (%s), down %s each: %s\n", f.Every, strings.Join(f.Classes, ", "), f.Down, f.Summary)
+		for _, k := range f.Kills {
+			e := ""
+			if k.Err != "" {
+				e = "  DID NOT COME BACK: " + k.Err
+			}
+			fmt.Fprintf(w, "  %6.1fs  %-28s %-9s ready after %.2fs%s\n", k.At, k.Process, k.Class, k.Ready, e)
+		}
 	}
 
 	if rep.Mode == "saturate" {
@@ -548,8 +623,20 @@ func (d Delivery) problems() []string {
 	if d.Unchecked > 0 {
 		out = append(out, fmt.Sprintf("%d 2xx answers named no new event: their events can't be checked for loss", d.Unchecked))
 	}
-	if d.Duplicates > 0 {
+	switch {
+	case d.Duplicates > 0 && !d.Faulty:
 		out = append(out, fmt.Sprintf("%d duplicate deliveries (same webhook-id after a 200) without any fault injected", d.Duplicates))
+	case d.DupRate > 0.01:
+		out = append(out, fmt.Sprintf("duplicates: %d POSTs after a 200 for %d delivered, %.2f%%, above the 1%% goal", d.Duplicates, d.Delivered, 100*d.DupRate))
+	}
+	if d.DeliveredAndDead > 0 {
+		out = append(out, fmt.Sprintf("%d deliveries were answered 200 by the sink and are dead letters too", d.DeliveredAndDead))
+	}
+	if d.DeadUncaused > 0 {
+		out = append(out, fmt.Sprintf("%d dead letters the sink gave no cause for (no 410, not an always-failing event)", d.DeadUncaused))
+	}
+	if d.BadBody > 0 {
+		out = append(out, fmt.Sprintf("sink refused %d deliveries whose body's event id was not the webhook-id", d.BadBody))
 	}
 	if d.BadSig > 0 || d.UnknownPath > 0 {
 		out = append(out, fmt.Sprintf("sink refused %d deliveries with bad signatures and %d requests to unknown paths", d.BadSig, d.UnknownPath))
@@ -560,7 +647,9 @@ func (d Delivery) problems() []string {
 // failed reports whether the delivery side fails the run (exit 1): deliveries
 // missing (lost, or still to come when the drain was interrupted), 2xx answers
 // whose events can't be checked for loss, or deliveries with bad signatures.
-func (d Delivery) failed() bool { return d.Missing > 0 || d.Unchecked > 0 || d.BadSig > 0 }
+func (d Delivery) failed() bool {
+	return d.Missing > 0 || d.Unchecked > 0 || d.BadSig > 0 || d.BadBody > 0 || d.DeliveredAndDead > 0
+}
 
 // lossVerdict is the verdict's word on loss.
 func (d Delivery) lossVerdict() string {
@@ -570,6 +659,8 @@ func (d Delivery) lossVerdict() string {
 		v = fmt.Sprintf("interrupted: %d of %d undelivered", d.Missing, d.Expected)
 	case d.Missing > 0:
 		v = fmt.Sprintf("LOST %d of %d", d.Missing, d.Expected)
+	case d.DeadLettered > 0:
+		v = fmt.Sprintf("0 lost (%d of %d delivered, %d dead letters)", d.Delivered, d.Expected, d.DeadLettered)
 	default:
 		v = fmt.Sprintf("0 lost (%d of %d delivered)", d.Delivered, d.Expected)
 	}

@@ -52,7 +52,7 @@ func TestFillDeliveryUnchecked(t *testing.T) {
 	if rep.Ingest.OK != 6 || rep.Ingest.DupAnswers != 1 {
 		t.Fatalf("ingest: %d 2xx, %d duplicate answers; want 6, 1", rep.Ingest.OK, rep.Ingest.DupAnswers)
 	}
-	fillDelivery(rep, rec, sink, []string{"sink-1"}, map[string]bool{"warm": true})
+	fillDelivery(rep, rec, sink, []string{"sink-1"}, map[string]bool{"warm": true}, nil)
 	d := rep.Delivery
 	if d.Expected != 4 || d.Delivered != 3 || d.Missing != 1 || d.Unchecked != 2 || d.Strays != 1 {
 		t.Errorf("expected %d delivered %d missing %d unchecked %d strays %d; want 4 3 1 2 1",
@@ -109,14 +109,14 @@ func TestLossVerdict(t *testing.T) {
 func TestPending(t *testing.T) {
 	sink := testSink("sink-1", "sink-2")
 	p := newPending(map[string]int64{"a": 1, "b": 2, "c": 3}, []string{"sink-1", "sink-2"})
-	if n := p.prune(sink); n != 6 {
+	if n := p.prune(sink, nil); n != 6 {
 		t.Fatalf("nothing delivered: %d pending, want 6", n)
 	}
 	deliver(sink, "sink-1", "a", 10)
 	deliver(sink, "sink-2", "a", 10)
 	deliver(sink, "sink-2", "c", 10)
 	sink.endpoints["sink-1"].got["b"] = &arrival{posts: 1, failed: 1} // answered 500: still to come
-	if n := p.prune(sink); n != 3 || len(p["sink-1"]) != 2 || len(p["sink-2"]) != 1 {
+	if n := p.prune(sink, nil); n != 3 || len(p["sink-1"]) != 2 || len(p["sink-2"]) != 1 {
 		t.Fatalf("%d pending (%v), want 3", n, p)
 	}
 	for _, ep := range []string{"sink-1", "sink-2"} {
@@ -124,7 +124,7 @@ func TestPending(t *testing.T) {
 			deliver(sink, ep, id, 20)
 		}
 	}
-	if n := p.prune(sink); n != 0 {
+	if n := p.prune(sink, nil); n != 0 {
 		t.Errorf("all delivered: %d pending", n)
 	}
 }
@@ -146,5 +146,53 @@ func TestRecorderStep(t *testing.T) {
 	_ = append(v, result{id: "mine"})
 	if all := rec.step(0); len(all) != 103 || all[3].id != "later" {
 		t.Errorf("recorder: %d results, [3] = %q", len(all), all[3].id)
+	}
+}
+
+// TestAccountingWithDeadLetters: every 2xx event is delivered, a dead letter, or lost;
+// a delivery both answered 200 and dead is a bug that fails the run; a dead letter the
+// sink gave no cause for is said; duplicates are counted per delivery and as a rate.
+func TestAccountingWithDeadLetters(t *testing.T) {
+	plan := Plan{{Rate: 10, Duration: time.Second}}
+	rec := newRecorder(1)
+	for i, id := range []string{"ok", "gone", "lost", "both", "nocause", "dup"} {
+		rec.add(0, result{status: 200, id: id, due: int64(i)}, "")
+	}
+	sink := testSink("sink-1")
+	deliver(sink, "sink-1", "ok", 10)
+	deliver(sink, "sink-1", "both", 10)
+	deliver(sink, "sink-1", "dup", 10)
+	sink.endpoints["sink-1"].got["dup"].afterOK = 2
+	sink.endpoints["sink-1"].got["gone"] = &arrival{posts: 2, failed: 2, gone: true}
+	sink.endpoints["sink-1"].got["nocause"] = &arrival{posts: 1, failed: 1}
+	dead := map[string]letter{"gone:sink-1": {}, "both:sink-1": {}, "nocause:sink-1": {}}
+
+	p := newPending(okIDs(rec.all()), []string{"sink-1"})
+	if n := p.prune(sink, dead); n != 1 || len(p["sink-1"]) != 1 {
+		t.Errorf("pending after prune: %d %v, want only lost", n, p)
+	}
+	rep := &Report{}
+	fillIngest(rep, rec, plan, 0, time.Second)
+	rep.Delivery.Faulty = true
+	fillDelivery(rep, rec, sink, []string{"sink-1"}, nil, dead)
+	d := rep.Delivery
+	if d.Expected != 6 || d.Delivered != 3 || d.DeadLettered != 2 || d.Missing != 1 || d.DeliveredAndDead != 1 || d.DeadUncaused != 1 || d.DupPairs != 1 || d.Duplicates != 2 {
+		t.Errorf("delivery %+v", d)
+	}
+	if d.MissingExamples[0] != "sink-1/lost" || !d.failed() {
+		t.Errorf("missing %v, failed %v", d.MissingExamples, d.failed())
+	}
+	if got := d.DupRate; got < 0.66 || got > 0.67 {
+		t.Errorf("duplicate rate %v, want 2/3", got)
+	}
+	for _, want := range []string{"LOST: 1 of 6", "duplicates: 2 POSTs after a 200 for 3 delivered", "1 deliveries were answered 200 by the sink and are dead letters too", "1 dead letters the sink gave no cause for"} {
+		if !slices.ContainsFunc(d.problems(), func(p string) bool { return strings.HasPrefix(p, want) }) {
+			t.Errorf("problems %q lack %q", d.problems(), want)
+		}
+	}
+	// Without the bug and the loss, it passes.
+	clean := Delivery{Expected: 5, Delivered: 3, DeadLettered: 2, Faulty: true}
+	if clean.failed() || len(clean.problems()) != 0 || clean.lossVerdict() != "0 lost (3 of 5 delivered, 2 dead letters)" {
+		t.Errorf("clean: failed %v, problems %q, verdict %q", clean.failed(), clean.problems(), clean.lossVerdict())
 	}
 }

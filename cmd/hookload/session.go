@@ -90,13 +90,13 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
-	sink, err := NewSink(epoch, epIDs, sec.endpoints, o.sinkFail, sinkAddr)
+	sink, err := NewSink(epoch, epIDs, sec.endpoints, o.sinkPolicy(), sinkAddr)
 	if err != nil {
 		return err
 	}
 	defer sink.Close()
 	c.cfgPath = filepath.Join(dir, "hookrelay.yaml")
-	if err := writeFile(c.cfgPath, relayConfig(sec, sink.URL(), o.maxInFlight, o.retryScale, o.shutdown)); err != nil {
+	if err := writeFile(c.cfgPath, relayConfig(sec, sink.URL(), o.maxInFlight, o.retryScale, o.shutdown, o.deliveryTO)); err != nil {
 		return err
 	}
 
@@ -104,6 +104,7 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 		Mode: o.mode, Dir: dir, Started: epoch, Procs: o.procsRaw, Endpoints: o.endpoints, Problems: []string{},
 		Settings: Settings{
 			RetryScale: o.retryScale, SinkFail: o.sinkFail, MaxInFlight: o.maxInFlight, MayaShare: o.mayaShare,
+			Sink: o.sinkPolicy().String(), DeliveryTO: o.deliveryTO.String(), ProvRetries: o.provRetries,
 			Conns: o.conns, MaxOutstanding: o.maxOutstanding, NATSServer: c.bins.nats, GOMAXPROCS: o.gomaxprocs,
 			NATSVersion: version(c.bins.nats, `v\d+\.\d+\.\d+\S*`), RedisVersion: version(c.bins.redis, `v=(\S+)`),
 		},
@@ -145,6 +146,9 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	defer close(stopSampling)
 
 	runner := NewRunner(ctx, epoch, gen, c.ingestAddrs(), sec.maya, sec.paytia, o.conns, o.timeout, o.maxOutstanding)
+	runner.retries, runner.retryWait = o.provRetries, 250*time.Millisecond
+	admin := newAdminClient(c, sec.admin)
+	policy := scaledPolicy(o.retryScale)
 	warm, err := warmUp(ctx, runner, sink, epIDs, logf)
 	if err != nil {
 		return err
@@ -204,6 +208,17 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 		defer close(paced)
 		runner.Run(loadCtx, plan, loadStart, rec)
 	}()
+	var fl *faulter
+	faultsDone := make(chan struct{})
+	faultCtx, stopFaults := context.WithCancel(loadCtx)
+	if o.mode == "faults" {
+		fl = &faulter{c: c, classes: o.kill, every: o.killEvery, down: o.down, epoch: epoch, loadAt: loadStart, logf: logf,
+			onSwap: func(old, np *proc) { smp.watch(np.name, fmt.Sprint(np.pid())) }}
+		logf("faults: SIGKILL every %v, in turn: %s; down %v each; sink: %s", o.killEvery, strings.Join(o.kill, ", "), o.down, o.sinkPolicy())
+		go func() { defer close(faultsDone); fl.run(faultCtx) }()
+	} else {
+		close(faultsDone)
+	}
 	progressDone := make(chan struct{})
 	go progress(logf, rec, sink, runner, int64(len(warm)*len(epIDs)), progressDone)
 	if o.mode == "saturate" {
@@ -214,6 +229,8 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 		_, end := plan.stepBounds(len(plan) - 1)
 		time.Sleep(time.Until(loadStart.Add(end)))
 	}
+	stopFaults()
+	<-faultsDone // a process being restarted is up again
 	loadEnd := time.Now()
 	endSnap := smp.sample()
 	cpuEnd, _ := readCPUTimes()
@@ -232,12 +249,24 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	// Drain: every 2xx event must reach every endpoint. A Ctrl-C or a process that
 	// exited on its own ends it at once: waiting out the timeout would prove nothing.
 	ids := okIDs(rec.all())
-	logf("draining: %d events answered 2xx, waiting up to %v for their deliveries", len(ids), o.drainTimeout)
-	deadline := time.Now().Add(o.drainTimeout)
+	drainFor := o.drainTimeout + policy.GiveUpAfter // time for the last events to exhaust the schedule
+	logf("draining: %d events answered 2xx, waiting up to %v for their deliveries (or dead letters)", len(ids), drainFor)
+	deadline := time.Now().Add(drainFor)
 	lastLog := time.Now()
 	pend := newPending(ids, epIDs)
+	dead := map[string]letter{}
+	var lastDead time.Time
 	for {
-		missing := pend.prune(sink)
+		missing := pend.prune(sink, dead)
+		if missing > 0 && time.Since(lastDead) > 2*time.Second {
+			if d, err := admin.deadLetters(ctx); err == nil {
+				dead = d
+				missing = pend.prune(sink, dead)
+			} else {
+				logf("reading the dead letters: %v", err)
+			}
+			lastDead = time.Now()
+		}
 		if missing == 0 {
 			rep.Delivery.DrainSeconds = time.Since(loadEnd).Seconds()
 			logf("drained: every delivery arrived %.1fs after the load ended", rep.Delivery.DrainSeconds)
@@ -260,12 +289,30 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 			break
 		}
 		if time.Since(lastLog) > 5*time.Second {
-			logf("draining: %d deliveries still to come", missing)
+			logf("draining: %d deliveries still to come (%d dead letters so far)", missing, len(dead))
 			lastLog = time.Now()
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(250 * time.Millisecond):
+		}
+	}
+
+	// Dead letters once more (some may have come with the last deliveries), and the
+	// schedule's punctuality as the sink saw it.
+	if d, err := admin.deadLetters(ctx); err == nil {
+		dead = d
+	} else {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("could not read the dead letters: %v", err))
+	}
+	rep.Schedule = measureTiming(ctx, admin, epoch, sink, ids, policy, o.tolerance, fl, logf)
+	if fl != nil {
+		kills, _ := fl.result()
+		rep.Faults = &FaultReport{Classes: o.kill, Every: o.killEvery.String(), Down: o.down.String(), Kills: kills, Summary: killSummary(kills)}
+		for _, k := range kills {
+			if k.Err != "" {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s did not come back after its SIGKILL at %.1fs: %s", k.Process, k.At, k.Err))
+			}
 		}
 	}
 
@@ -292,7 +339,9 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 
 	// The report.
 	fillIngest(rep, rec, plan, loadStartNs, loadDur)
-	fillDelivery(rep, rec, sink, epIDs, warm)
+	rep.Ingest.Retried = runner.retried.Load()
+	rep.Delivery.Faulty = o.faulty()
+	fillDelivery(rep, rec, sink, epIDs, warm, dead)
 	fillTimeline(rep, rec, sink, loadStartNs, warm)
 	selfEnd, _ := readUsage("self", time.Since(epoch))
 	rep.Processes = append(rep.Processes, ProcStat{
@@ -337,6 +386,9 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	if rep.Ingest.DupAnswers > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d distinct callbacks were answered as duplicates", rep.Ingest.DupAnswers))
 	}
+	if rep.Schedule != nil && rep.Schedule.Violations > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("schedule: %d attempts started more than %s after their due time (outside any fault) or before it", rep.Schedule.Violations, rep.Schedule.Tolerance))
+	}
 	if o.mode == "hold" && rep.Ingest.Errors > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d provider requests were answered with an error or failed", rep.Ingest.Errors))
 	}
@@ -358,7 +410,12 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	} else {
 		rep.printText(stdout)
 	}
-	hard := d.failed() || died.Load() != nil
+	hard := d.failed() || died.Load() != nil || (rep.Schedule != nil && rep.Schedule.Violations > 0)
+	if rep.Faults != nil {
+		for _, k := range rep.Faults.Kills {
+			hard = hard || k.Err != ""
+		}
+	}
 	for _, s := range stops {
 		hard = hard || s.ExitCode != 0 || s.Killed
 	}
