@@ -30,11 +30,13 @@ type dying struct {
 // released when the test ends, before the pipeline shuts down (cleanups run last
 // registered first), so the worker's shutdown can finish.
 func newCrashPipeline(t *testing.T, point, op string) *pipeline {
+	return newCrashPipelineOpts(t, point, op, pipelineOpts{ackWait: 300 * time.Millisecond})
+}
+
+func newCrashPipelineOpts(t *testing.T, point, op string, opts pipelineOpts) *pipeline {
 	d := &dying{point: point, op: op, release: make(chan struct{})}
-	p := newPipeline(t, pipelineOpts{
-		recorder: func(r deliver.Recorder) deliver.Recorder { d.Recorder = r; return d },
-		ackWait:  300 * time.Millisecond,
-	})
+	opts.recorder = func(r deliver.Recorder) deliver.Recorder { d.Recorder = r; return d }
+	p := newPipeline(t, opts)
 	t.Cleanup(func() { close(d.release) })
 	return p
 }
@@ -372,4 +374,47 @@ func TestStaleJobGone(t *testing.T) {
 	if st := p.state(id); st.Name != schedule.StateDone {
 		t.Errorf("state %s, want still done", st.Name)
 	}
+}
+
+// TestKeepAlive: with KeepAlive, a job whose POST takes longer than AckWait is not
+// redelivered while its worker lives (no duplicate POST), so AckWait can be short and
+// a dead worker's jobs go elsewhere within it; without KeepAlive the same slow POST
+// is sent twice. A job stuck past the longest a job can take (sender timeout + 2 ×
+// bookkeeping) is no longer kept alive: it is redelivered as a dead worker's would be.
+func TestKeepAlive(t *testing.T) {
+	slow := func(keepAlive time.Duration) int {
+		p := newPipeline(t, pipelineOpts{ackWait: 300 * time.Millisecond, keepAlive: keepAlive, timeout: 3 * time.Second})
+		m := newMerchant(t, func(int, string) int { time.Sleep(time.Second); return 200 })
+		p.addEndpoint("acme-orders", m, nil)
+		p.publish("evt_slow", "payment.succeeded")
+		id := deliver.DeliveryID("evt_slow", "acme-orders")
+		eventually(t, func() bool { return p.state(id).Name == schedule.StateDone })
+		time.Sleep(1500 * time.Millisecond) // a redelivered job's POST would be under way and answered
+		return len(m.got())
+	}
+	t.Run("slow POST kept alive", func(t *testing.T) {
+		if n := slow(100 * time.Millisecond); n != 1 {
+			t.Errorf("merchant got %d POSTs, want 1", n)
+		}
+	})
+	t.Run("slow POST without keep-alive", func(t *testing.T) {
+		if n := slow(0); n < 2 {
+			t.Errorf("merchant got %d POSTs; without keep-alive AckWait should have redelivered the job", n)
+		}
+	})
+	t.Run("stuck job redelivered", func(t *testing.T) {
+		// The record hangs forever; keep-alive stops after 200ms + 2 × 100ms.
+		p := newCrashPipelineOpts(t, "before-record", "succeed", pipelineOpts{
+			ackWait: 300 * time.Millisecond, keepAlive: 100 * time.Millisecond,
+			timeout: 200 * time.Millisecond, bookkeeping: 100 * time.Millisecond,
+		})
+		m := newMerchant(t, func(int, string) int { return 200 })
+		p.addEndpoint("acme-orders", m, nil)
+		p.publish("evt_stuck", "payment.succeeded")
+		id := deliver.DeliveryID("evt_stuck", "acme-orders")
+		eventually(t, func() bool { return p.state(id).Name == schedule.StateDone })
+		if got := m.got(); len(got) != 2 || got[1].webhookID != "evt_stuck" {
+			t.Errorf("merchant got %+v, want the same webhook-id twice", got)
+		}
+	})
 }

@@ -95,7 +95,8 @@ func BenchmarkDeliveries(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	worker, err := deliver.NewWorker(deliver.WorkerConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Store: store, Sender: sender, Notify: sched, Observer: obs})
+	worker, err := deliver.NewWorker(deliver.WorkerConfig{JS: n.JS, Topology: n.Topo, Endpoints: set, Store: store, Sender: sender, Notify: sched, Observer: obs,
+		AckWait: 15 * time.Second, KeepAlive: 5 * time.Second}) // as serve runs it
 	if err != nil {
 		b.Fatal(err)
 	}

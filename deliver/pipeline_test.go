@@ -113,6 +113,7 @@ type pipelineOpts struct {
 	index       func(deliver.Indexer) deliver.Indexer         // gives fan-out an event index (wrapped)
 	timeout     time.Duration
 	ackWait     time.Duration
+	keepAlive   time.Duration // the worker's KeepAlive
 	bookkeeping time.Duration // the worker's Bookkeeping timeout
 }
 
@@ -180,6 +181,7 @@ func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
 	worker, err := deliver.NewWorker(deliver.WorkerConfig{
 		JS: p.nats.JS, Topology: p.nats.Topo, Endpoints: p.set, Store: rec, Sender: sender,
 		Clock: p.clock, RetryDelay: 50 * time.Millisecond, AckWait: opts.ackWait, Bookkeeping: opts.bookkeeping,
+		KeepAlive: opts.keepAlive,
 	})
 	if err != nil {
 		t.Fatal(err)

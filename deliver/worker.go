@@ -35,9 +35,16 @@ type WorkerConfig struct {
 	Clock     clock.Clock
 	Logger    *zap.Logger
 	Observer  Observer // nil: not measured
-	// AckWait is how long JetStream waits for a job's ack before redelivering it;
-	// it must exceed the attempt timeout plus bookkeeping. Default 2 minutes.
+	// AckWait is how long JetStream waits for a job's ack before redelivering it:
+	// how long the jobs of a worker that died wait before another worker takes them.
+	// Without KeepAlive it must exceed the attempt timeout plus bookkeeping. Default
+	// 2 minutes.
 	AckWait time.Duration
+	// KeepAlive, when set, tells JetStream every KeepAlive that a job is still being
+	// worked on, so AckWait can be short (a few KeepAlives) whatever the attempt
+	// timeout. It stops once the job has run as long as a job can (the sender's
+	// timeout plus twice Bookkeeping), so a job stuck past that is still redelivered.
+	KeepAlive time.Duration
 	// RetryDelay is how soon a job whose bookkeeping failed comes again. Default 5 s.
 	RetryDelay time.Duration
 	// Bookkeeping bounds the state read before an attempt and, separately, the record
@@ -347,6 +354,9 @@ func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) 
 // handle makes one attempt for one job, records it, then acks. Every decision about
 // the job's message is made here.
 func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
+	if w.cfg.KeepAlive > 0 {
+		defer keepAlive(m, w.cfg.KeepAlive, w.cfg.Sender.timeout+2*w.cfg.Bookkeeping)()
+	}
 	job, err := jobFrom(m.Headers(), m.Data())
 	if err != nil {
 		w.log.Error("undecodable job; dropped", zap.Error(err))
@@ -371,6 +381,32 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	if err := m.Ack(); err != nil {
 		w.log.Warn("ack job", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt), zap.Error(err))
+	}
+}
+
+// keepAlive marks m in progress every interval until the returned stop is called or
+// limit has passed.
+func keepAlive(m jetstream.Msg, every, limit time.Duration) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	deadline := time.Now().Add(limit)
+	var t *time.Timer
+	mu.Lock() // the first tick waits for t
+	defer mu.Unlock()
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped || time.Now().After(deadline) {
+			return
+		}
+		_ = m.InProgress() // a failure (NATS away) leaves AckWait to redeliver it
+		t.Reset(every)
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
 	}
 }
 

@@ -210,6 +210,14 @@ type delivery struct {
 	set       *deliver.EndpointSet
 }
 
+// A worker marks its jobs in progress every jobKeepAlive, so a worker that dies (a
+// SIGKILL, a lost machine) leaves its jobs to the others within jobAckWait, whatever
+// delivery.timeout is (hookload's fault runs showed 2 minutes without it).
+const (
+	jobAckWait   = 15 * time.Second
+	jobKeepAlive = 5 * time.Second
+)
+
 // notify wakes this process's schedule loop; nil without one (another process's loop
 // finds the work within a second).
 func (d *delivery) notify() deliver.Notifier {
@@ -304,7 +312,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 		}
 		if dl.worker, err = deliver.NewWorker(deliver.WorkerConfig{
 			JS: d.js, Topology: topo, Endpoints: set, Store: store, Sender: sender, Notify: dl.notify(), Logger: log,
-			Observer: d.metrics,
+			Observer: d.metrics, AckWait: jobAckWait, KeepAlive: jobKeepAlive,
 		}); err != nil {
 			return nil, err
 		}

@@ -45,7 +45,7 @@ const (
 // in flight (SPEC §10). Half of them answer 1 s after they arrive, the others hang.
 // The process must exit 0 within shutdown_timeout (+3 s); every attempt that finished
 // must be recorded (done, one attempt, 200) and not be sent again; every unfinished one
-// must be sent again at once (not after JetStream's 2-minute AckWait) by the restarted
+// must be sent again at once (not after JetStream's 15-second AckWait) by the restarted
 // process, with no attempt recorded for the one that was cut off.
 func TestShutdown(t *testing.T) {
 	if testing.Short() {
@@ -139,7 +139,7 @@ func TestShutdown(t *testing.T) {
 				missing = append(missing, id)
 			}
 		}
-		sdReport(t, fmt.Sprintf("deliveries cut off in phase 1 were not POSTed again within %v of the restart (JetStream's AckWait is 2 minutes: were their jobs handed back?)", sdRedeliverWait),
+		sdReport(t, fmt.Sprintf("deliveries cut off in phase 1 were not POSTed again within %v of the restart (JetStream's AckWait is 15 seconds: were their jobs handed back?)", sdRedeliverWait),
 			missing, len(unfinished))
 	} else {
 		t.Logf("phase 2: all %d unfinished deliveries POSTed again within %v of the restart", len(unfinished), time.Since(p2Start).Round(time.Millisecond))
