@@ -490,7 +490,8 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 		// Recorded elsewhere, or by an earlier try of this very call whose reply was lost.
 		return w.letterIfDead(bctx, job, ref, schedule.State{}, exhausted)
 	case schedule.Rescheduled:
-		if w.cfg.Notify != nil {
+		// Due later than the horizon, a sleeping loop finds it on its own.
+		if w.cfg.Notify != nil && res.Due.Sub(w.cfg.Clock.Now()) < schedule.WakeHorizon {
 			w.cfg.Notify.Notify()
 		}
 	}

@@ -23,10 +23,15 @@ type Dispatcher interface {
 const (
 	DefaultBatch = MaxClaim
 	DefaultLease = 30 * time.Second
-	// maxSleep bounds Run's sleep, so deliveries scheduled by other replicas (which
-	// cannot Notify this one) start within a second of their due time.
-	maxSleep = time.Second
+	// maxSleep bounds Run's sleep, so deliveries scheduled by other replicas that
+	// did not Notify this one start within a second of their due time.
+	maxSleep = WakeHorizon
 )
+
+// WakeHorizon is how far ahead a sleeping Run looks on its own: a delivery scheduled
+// to come due sooner than this from now needs a Notify to start on time; one due
+// later is found by the loop's next look.
+const WakeHorizon = time.Second
 
 // Config configures a Scheduler.
 type Config struct {

@@ -206,6 +206,7 @@ type delivery struct {
 	store     *schedule.Store
 	sched     *schedule.Scheduler // nil without the schedule role
 	worker    *deliver.Worker     // nil without the deliver role
+	wake      *wake
 	index     *deliver.EventIndex
 	set       *deliver.EndpointSet
 }
@@ -218,13 +219,25 @@ const (
 	jobKeepAlive = 5 * time.Second
 )
 
-// notify wakes this process's schedule loop; nil without one (another process's loop
-// finds the work within a second).
-func (d *delivery) notify() deliver.Notifier {
-	if d.sched == nil {
-		return nil
+// notify wakes the schedule loops when something comes due soon: this process's own
+// at once, and every schedule process's through a core NATS message (a loop asleep
+// elsewhere would otherwise look only within schedule.WakeHorizon: hookload's fault
+// runs, with the roles in separate processes and a compressed schedule, saw retries
+// start up to a second late).
+func (d *delivery) notify() deliver.Notifier { return d.wake }
+
+// wake is the schedule's Notifier across processes.
+type wake struct {
+	nc      *nats.Conn
+	subject string
+	local   *schedule.Scheduler // nil without the schedule role
+}
+
+func (w *wake) Notify() {
+	if w.local != nil {
+		w.local.Notify()
 	}
-	return d.sched
+	_ = w.nc.Publish(w.subject, nil) // best effort: without it, the horizon still holds
 }
 
 // handBack cuts short the attempts still running (see deliver.Worker.HandBack).
@@ -284,6 +297,11 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 			return nil, err
 		}
 		runs["schedule"] = dl.sched.Run
+		// The subscription lives as long as the connection; a Notify after the loop
+		// has stopped is a no-op.
+		if _, err := d.nc.Subscribe(topo.ScheduleWakeSubject(), func(*nats.Msg) { dl.sched.Notify() }); err != nil {
+			return nil, err
+		}
 		// The schedule's sizes describe the shared Redis: reported by the processes
 		// that run the schedule, not by every one.
 		d.metrics.ScrapeGauges(map[string]string{
@@ -297,6 +315,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 			return map[string]float64{"hookrelay_pending_retries": float64(c.Pending), "hookrelay_dead_letters_open": float64(c.Dead)}, nil
 		})
 	}
+	dl.wake = &wake{nc: d.nc, subject: topo.ScheduleWakeSubject(), local: dl.sched}
 	var sender *deliver.Sender
 	if roles[RoleDeliver] {
 		fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: d.js, Topology: topo, Endpoints: set, Schedule: store, Index: index, Logger: log, Observer: d.metrics})

@@ -56,6 +56,11 @@ func (t Topology) DeadSubject(endpoint string) string {
 	return t.SubjectPrefix + "hookrelay.dead." + endpoint
 }
 
+// ScheduleWakeSubject is a core NATS subject (no stream): a process that made a retry
+// due within schedule.WakeHorizon publishes on it, and every schedule loop listening
+// looks at once.
+func (t Topology) ScheduleWakeSubject() string { return t.SubjectPrefix + "hookrelay.schedule.wake" }
+
 func (t Topology) eventsWildcard() string     { return t.SubjectPrefix + "hookrelay.events.>" }
 func (t Topology) deliveriesWildcard() string { return t.SubjectPrefix + "hookrelay.deliveries.>" }
 func (t Topology) deadWildcard() string       { return t.SubjectPrefix + "hookrelay.dead.>" }
