@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The standard end-to-end load runs of cmd/hookload: hold at 1,000/s and 5,000/s, then
-# a short saturate. Each run keeps its files in OUT/<name>/ (config, data, logs,
+# The standard end-to-end runs of cmd/hookload: hold at 1,000/s and 5,000/s, a short
+# saturate, and the long fault run (≥ 30,000 events while every process class is
+# SIGKILLed and restarted in turn, the sink failing, hanging and answering 410/429/500). Each run keeps its files in OUT/<name>/ (config, data, logs,
 # report.txt, report.json, timeline.csv, usage.csv); the tables go to OUT/<name>.txt.
 #
 #   scripts/hookload.sh [OUT]        (default OUT: ./hookload-<date>)
@@ -27,3 +28,4 @@ run() {
 run hold-1000 hold --rate 1000 --duration 20s
 run hold-5000 hold --rate 5000 --duration 30s
 run saturate saturate --start 500 --step 500 --step-duration 10s
+run faults faults --rate 300 --duration 110s
