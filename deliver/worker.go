@@ -352,16 +352,24 @@ func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) 
 }
 
 // handle makes one attempt for one job, records it, then acks. Every decision about
-// the job's message is made here.
+// the job's message is made here. The keep-alive stops before the job is answered: an
+// in-progress mark that followed a NakWithDelay would stretch its delay to AckWait.
 func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
+	stop := func() {}
 	if w.cfg.KeepAlive > 0 {
-		defer keepAlive(m, w.cfg.KeepAlive, w.cfg.Sender.timeout+2*w.cfg.Bookkeeping)()
+		stop = keepAlive(m, w.cfg.KeepAlive, w.cfg.Sender.timeout+2*w.cfg.Bookkeeping)
 	}
+	reply := w.work(ctx, m)
+	stop()
+	reply()
+}
+
+// work makes the attempt and returns how to answer the job's message.
+func (w *Worker) work(ctx context.Context, m jetstream.Msg) (reply func()) {
 	job, err := jobFrom(m.Headers(), m.Data())
 	if err != nil {
 		w.log.Error("undecodable job; dropped", zap.Error(err))
-		_ = m.Term()
-		return
+		return func() { _ = m.Term() }
 	}
 	// A job seen before may have had its attempt recorded by a worker that died before
 	// its ack: only those pay for the fence read.
@@ -372,15 +380,15 @@ func (w *Worker) handle(ctx context.Context, m jetstream.Msg) {
 	if err := w.attempt(ctx, &job, redelivered); err != nil {
 		if errors.Is(err, errHandedBack) {
 			w.log.Warn("delivery.handed_back", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt))
-			_ = m.Nak()
-			return
+			return func() { _ = m.Nak() }
 		}
 		w.log.Warn("job not finished; JetStream will redeliver it", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt), zap.Error(err))
-		_ = m.NakWithDelay(w.cfg.RetryDelay)
-		return
+		return func() { _ = m.NakWithDelay(w.cfg.RetryDelay) }
 	}
-	if err := m.Ack(); err != nil {
-		w.log.Warn("ack job", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt), zap.Error(err))
+	return func() {
+		if err := m.Ack(); err != nil {
+			w.log.Warn("ack job", zap.String("delivery_id", job.ID), zap.Int("attempt", job.Attempt), zap.Error(err))
+		}
 	}
 }
 

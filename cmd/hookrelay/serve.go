@@ -224,7 +224,12 @@ const (
 // elsewhere would otherwise look only within schedule.WakeHorizon: hookload's fault
 // runs, with the roles in separate processes and a compressed schedule, saw retries
 // start up to a second late).
-func (d *delivery) notify() deliver.Notifier { return d.wake }
+func (d *delivery) notify() deliver.Notifier {
+	if d.wake == nil {
+		return nil // not a typed nil: callers test for nil
+	}
+	return d.wake
+}
 
 // wake is the schedule's Notifier across processes.
 type wake struct {

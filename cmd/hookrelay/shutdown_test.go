@@ -35,7 +35,7 @@ const (
 	sdExitSlack     = 3 * time.Second // allowed beyond the bound (NATS drain)
 	sdQuickAnswer   = time.Second     // how long the "quick" half takes to answer
 	sdHang          = time.Minute     // how long the other half would take
-	sdRedeliverWait = 20 * time.Second
+	sdRedeliverWait = 5 * time.Second // well under serve's 15 s AckWait: only a hand-back is that quick
 	sdAdminToken    = "shutdown-test-admin-token-0123456789"
 	sdSourceToken   = "shutdown-test-maya-token-0123456789"
 	sdSecret        = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
