@@ -127,7 +127,13 @@ func (a *adminClient) deliveryLogs(ctx context.Context, epoch time.Time, ids []s
 						} `json:"attempts"`
 					} `json:"deliveries"`
 				}
-				err := a.get(ctx, "/v1/events/"+url.PathEscape(id)+"/deliveries", &v)
+				var err error
+				for try := range 3 { // a process may be restarting or busy
+					if err = a.get(ctx, "/v1/events/"+url.PathEscape(id)+"/deliveries", &v); err == nil || ctx.Err() != nil {
+						break
+					}
+					time.Sleep(time.Duration(try+1) * 500 * time.Millisecond)
+				}
 				mu.Lock()
 				if err != nil {
 					failed++

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -162,7 +163,10 @@ func (p *proc) logTail(n int) string {
 }
 
 // ports hands out loopback ports that were free a moment ago, never the machine's
-// shared NATS (4222) and Redis (6379) nor one given out before.
+// shared NATS (4222) and Redis (6379) nor one given out before. They are taken below
+// the kernel's ephemeral range (net.ipv4.ip_local_port_range), so that while a killed
+// process is down no outgoing connection can be given its port as a local one and
+// keep it from starting again.
 type ports struct {
 	mu   sync.Mutex
 	used map[int]bool
@@ -174,12 +178,20 @@ func (ps *ports) next() (int, error) {
 	if ps.used == nil {
 		ps.used = map[int]bool{4222: true, 6379: true, 8080: true, 8081: true}
 	}
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
+	low := ephemeralLow()
+	for range 1000 {
+		port := 0 // no room below the ephemeral range: let the kernel choose
+		if low > 11000 {
+			port = 10000 + mrand.IntN(low-10000)
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
+		if ps.used[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // taken
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 		if !ps.used[port] {
 			ps.used[port] = true
@@ -187,6 +199,24 @@ func (ps *ports) next() (int, error) {
 		}
 	}
 	return 0, errors.New("no free port")
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 when it
+// can't be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 func (ps *ports) addr() (string, error) {

@@ -382,7 +382,10 @@ func fillIngest(rep *Report, rec *recorder, plan Plan, loadStart int64, loadDur 
 }
 
 // fillDelivery joins the 2xx answers with what the sink got; rep.Ingest must be filled.
-func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, warm map[string]bool, dead map[string]letter) {
+//
+// Every dead letter must have a cause at the sink: a 410, or an event the sink fails
+// every time whose letter came after the schedule's last attempt (maxAttempts).
+func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, warm map[string]bool, dead map[string]letter, maxAttempts int) {
 	res := rec.all()
 	ids := okIDs(res)
 	d := &rep.Delivery
@@ -404,17 +407,28 @@ func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, wa
 	var e2e []int64
 	perStep := make([][]int64, len(rec.scheduled))
 	strays := map[string]bool{}
+	for did, l := range dead {
+		id, ep, _ := strings.Cut(did, ":")
+		var a arrival
+		if e := sink.endpoints[ep]; e != nil {
+			e.mu.Lock()
+			if got := e.got[id]; got != nil {
+				a = *got
+			}
+			e.mu.Unlock()
+		}
+		switch {
+		case a.firstOK != 0:
+			d.DeliveredAndDead++
+		case a.gone:
+		case sink.alwaysFails(id) && l.FinalAttempt == maxAttempts && l.Attempts >= maxAttempts:
+		default:
+			d.DeadUncaused++
+		}
+	}
 	sink.each(func(ep, id string, a arrival) {
 		if a.afterOK > 0 {
 			d.DupPairs++
-		}
-		if _, isDead := dead[id+":"+ep]; isDead {
-			switch {
-			case a.firstOK != 0:
-				d.DeliveredAndDead++
-			case !a.gone && !sink.alwaysFails(id):
-				d.DeadUncaused++
-			}
 		}
 		due, ok := ids[id]
 		if !ok {
@@ -431,7 +445,15 @@ func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, wa
 		}
 	})
 	d.Strays = int64(len(strays))
-	d.DeadLettered = d.Expected - d.Delivered - d.Missing
+	for id := range ids {
+		for _, ep := range endpoints {
+			if _, isDead := dead[id+":"+ep]; isDead {
+				if t, ok := sink.firstOK(ep, id); !ok || t == 0 {
+					d.DeadLettered++
+				}
+			}
+		}
+	}
 	if d.Delivered > 0 {
 		d.DupRate = float64(d.Duplicates) / float64(d.Delivered)
 	}
@@ -508,7 +530,7 @@ func (rep *Report) printText(w io.Writer) {
 		fmt.Fprintf(w, "  error %6d × %s\n", e.N, e.Msg)
 	}
 
-	fmt.Fprintf(w, "\nDELIVERY expected %d, delivered %d, MISSING %d, UNCHECKED 2xx %d, duplicates %d, strays %d, answered 500 %d, bad signatures %d, sink POSTs %d\n",
+	fmt.Fprintf(w, "\nDELIVERY expected %d, delivered %d, MISSING %d, UNCHECKED 2xx %d, duplicates %d, strays %d, answered non-200 on purpose %d, bad signatures %d, sink POSTs %d\n",
 		d.Expected, d.Delivered, d.Missing, d.Unchecked, d.Duplicates, d.Strays, d.Failed, d.BadSig, d.Posts)
 	drain := fmt.Sprintf("all delivered %.1fs after the load ended", d.DrainSeconds)
 	switch {
@@ -618,7 +640,7 @@ func (d Delivery) problems() []string {
 	case d.Missing > 0 && d.DrainInterrupted != "":
 		out = append(out, fmt.Sprintf("interrupted: %d of %d deliveries undelivered when the drain stopped early (%s); not known whether they were lost", d.Missing, d.Expected, d.DrainInterrupted))
 	case d.Missing > 0:
-		out = append(out, fmt.Sprintf("LOST: %d of %d deliveries never reached the sink within the drain timeout", d.Missing, d.Expected))
+		out = append(out, fmt.Sprintf("LOST: %d of %d deliveries were neither delivered nor a dead letter within the drain timeout", d.Missing, d.Expected))
 	}
 	if d.Unchecked > 0 {
 		out = append(out, fmt.Sprintf("%d 2xx answers named no new event: their events can't be checked for loss", d.Unchecked))
@@ -633,7 +655,10 @@ func (d Delivery) problems() []string {
 		out = append(out, fmt.Sprintf("%d deliveries were answered 200 by the sink and are dead letters too", d.DeliveredAndDead))
 	}
 	if d.DeadUncaused > 0 {
-		out = append(out, fmt.Sprintf("%d dead letters the sink gave no cause for (no 410, not an always-failing event)", d.DeadUncaused))
+		out = append(out, fmt.Sprintf("%d dead letters the sink gave no cause for (no 410; not an always-failing event dead after the schedule's last attempt)", d.DeadUncaused))
+	}
+	if n := d.Delivered + d.DeadLettered + d.Missing; n != d.Expected {
+		out = append(out, fmt.Sprintf("accounting: delivered %d + dead letters %d + lost %d = %d, not the %d expected", d.Delivered, d.DeadLettered, d.Missing, n, d.Expected))
 	}
 	if d.BadBody > 0 {
 		out = append(out, fmt.Sprintf("sink refused %d deliveries whose body's event id was not the webhook-id", d.BadBody))
@@ -648,7 +673,8 @@ func (d Delivery) problems() []string {
 // missing (lost, or still to come when the drain was interrupted), 2xx answers
 // whose events can't be checked for loss, or deliveries with bad signatures.
 func (d Delivery) failed() bool {
-	return d.Missing > 0 || d.Unchecked > 0 || d.BadSig > 0 || d.BadBody > 0 || d.DeliveredAndDead > 0
+	return d.Missing > 0 || d.Unchecked > 0 || d.BadSig > 0 || d.BadBody > 0 || d.DeliveredAndDead > 0 || d.DeadUncaused > 0 ||
+		d.Delivered+d.DeadLettered+d.Missing != d.Expected
 }
 
 // lossVerdict is the verdict's word on loss.

@@ -52,7 +52,7 @@ func TestFillDeliveryUnchecked(t *testing.T) {
 	if rep.Ingest.OK != 6 || rep.Ingest.DupAnswers != 1 {
 		t.Fatalf("ingest: %d 2xx, %d duplicate answers; want 6, 1", rep.Ingest.OK, rep.Ingest.DupAnswers)
 	}
-	fillDelivery(rep, rec, sink, []string{"sink-1"}, map[string]bool{"warm": true}, nil)
+	fillDelivery(rep, rec, sink, []string{"sink-1"}, map[string]bool{"warm": true}, nil, 14)
 	d := rep.Delivery
 	if d.Expected != 4 || d.Delivered != 3 || d.Missing != 1 || d.Unchecked != 2 || d.Strays != 1 {
 		t.Errorf("expected %d delivered %d missing %d unchecked %d strays %d; want 4 3 1 2 1",
@@ -99,7 +99,7 @@ func TestLossVerdict(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", c.d, got, c.want)
 		}
 	}
-	interrupted := Delivery{Expected: 10, Missing: 3, DrainInterrupted: "hookrelay-all-1 exited"}
+	interrupted := Delivery{Expected: 10, Delivered: 7, Missing: 3, DrainInterrupted: "hookrelay-all-1 exited"}
 	if p := interrupted.problems(); len(p) != 1 || !strings.HasPrefix(p[0], "interrupted: 3 of 10") || !interrupted.failed() {
 		t.Errorf("interrupted drain: problems %q, failed %v", p, interrupted.failed())
 	}
@@ -174,7 +174,7 @@ func TestAccountingWithDeadLetters(t *testing.T) {
 	rep := &Report{}
 	fillIngest(rep, rec, plan, 0, time.Second)
 	rep.Delivery.Faulty = true
-	fillDelivery(rep, rec, sink, []string{"sink-1"}, nil, dead)
+	fillDelivery(rep, rec, sink, []string{"sink-1"}, nil, dead, 14)
 	d := rep.Delivery
 	if d.Expected != 6 || d.Delivered != 3 || d.DeadLettered != 2 || d.Missing != 1 || d.DeliveredAndDead != 1 || d.DeadUncaused != 1 || d.DupPairs != 1 || d.Duplicates != 2 {
 		t.Errorf("delivery %+v", d)
@@ -190,6 +190,24 @@ func TestAccountingWithDeadLetters(t *testing.T) {
 			t.Errorf("problems %q lack %q", d.problems(), want)
 		}
 	}
+	// An event the sink fails every time is a caused dead letter only after the
+	// schedule's last attempt.
+	always := testSink("sink-1")
+	always.policy.Dead = 1_000_000
+	always.endpoints["sink-1"].got["x"] = &arrival{posts: 14, failed: 14}
+	always.endpoints["sink-1"].got["y"] = &arrival{posts: 3, failed: 3}
+	rec2 := newRecorder(1)
+	rec2.add(0, result{status: 200, id: "x"}, "")
+	rec2.add(0, result{status: 200, id: "y"}, "")
+	rep2 := &Report{}
+	fillIngest(rep2, rec2, plan, 0, time.Second)
+	fillDelivery(rep2, rec2, always, []string{"sink-1"}, nil, map[string]letter{
+		"x:sink-1": {FinalAttempt: 14, Attempts: 14}, "y:sink-1": {FinalAttempt: 3, Attempts: 3},
+	}, 14)
+	if d2 := rep2.Delivery; d2.DeadLettered != 2 || d2.DeadUncaused != 1 || !d2.failed() {
+		t.Errorf("always failing: dead %d, uncaused %d, failed %v; want 2, 1 (y died early), true", d2.DeadLettered, d2.DeadUncaused, d2.failed())
+	}
+
 	// Without the bug and the loss, it passes.
 	clean := Delivery{Expected: 5, Delivered: 3, DeadLettered: 2, Faulty: true}
 	if clean.failed() || len(clean.problems()) != 0 || clean.lossVerdict() != "0 lost (3 of 5 delivered, 2 dead letters)" {

@@ -28,7 +28,10 @@ var errSaturated = errors.New("a step failed")
 
 // runSession starts the system, runs the load, drains, stops everything and reports.
 func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err error) {
-	epoch := time.Now()
+	// No monotonic reading: every "since the epoch" is then wall-clock time, the clock
+	// of the attempt log's timestamps too, which the schedule timing compares with the
+	// sink's arrivals.
+	epoch := time.Now().Round(0)
 	var logFile io.Writer = io.Discard // hookload.log in the run dir, once there is one
 	logf := func(format string, args ...any) {
 		line := fmt.Sprintf("hookload %6.1fs  %s\n", time.Since(epoch).Seconds(), fmt.Sprintf(format, args...))
@@ -341,7 +344,7 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	fillIngest(rep, rec, plan, loadStartNs, loadDur)
 	rep.Ingest.Retried = runner.retried.Load()
 	rep.Delivery.Faulty = o.faulty()
-	fillDelivery(rep, rec, sink, epIDs, warm, dead)
+	fillDelivery(rep, rec, sink, epIDs, warm, dead, policy.MaxAttempts())
 	fillTimeline(rep, rec, sink, loadStartNs, warm)
 	selfEnd, _ := readUsage("self", time.Since(epoch))
 	rep.Processes = append(rep.Processes, ProcStat{
@@ -389,6 +392,15 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	if rep.Schedule != nil && rep.Schedule.Violations > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("schedule: %d attempts started more than %s after their due time (outside any fault) or before it", rep.Schedule.Violations, rep.Schedule.Tolerance))
 	}
+	// Only events answered 2xx are accounted: a faults run whose providers mostly got
+	// no 2xx (after their retries) would prove little, so more than 1 % fails it.
+	ingestFailed := o.mode == "faults" && 100*int64(rep.Ingest.Errors+rep.Ingest.NotSent) > rep.Ingest.Scheduled
+	if ingestFailed {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d of %d provider requests got no 2xx even after %d retries: more than 1 %%", rep.Ingest.Errors+rep.Ingest.NotSent, rep.Ingest.Scheduled, o.provRetries))
+	}
+	if t := rep.Schedule; t != nil && t.Unmeasured > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("schedule: %d retried deliveries' attempt logs could not be read (not measured)", t.Unmeasured))
+	}
 	if o.mode == "hold" && rep.Ingest.Errors > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d provider requests were answered with an error or failed", rep.Ingest.Errors))
 	}
@@ -410,7 +422,8 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	} else {
 		rep.printText(stdout)
 	}
-	hard := d.failed() || died.Load() != nil || (rep.Schedule != nil && rep.Schedule.Violations > 0)
+	hard := d.failed() || died.Load() != nil || ingestFailed ||
+		(rep.Schedule != nil && (rep.Schedule.Violations > 0 || 100*rep.Schedule.Unmeasured > rep.Schedule.Deliveries))
 	if rep.Faults != nil {
 		for _, k := range rep.Faults.Kills {
 			hard = hard || k.Err != ""

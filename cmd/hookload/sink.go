@@ -231,7 +231,7 @@ type sinkCounts struct {
 	Posts       int64            `json:"posts"`            // validly signed POSTs
 	OKDistinct  int64            `json:"delivered"`        // (endpoint, event) pairs answered 200
 	Duplicates  int64            `json:"duplicates"`       // POSTs after the pair was answered 200
-	Failed      int64            `json:"answered_500"`     // answered other than 200 on purpose
+	Failed      int64            `json:"answered_non_200"` // answered other than 200 on purpose
 	Answered    map[string]int64 `json:"answered"`         // POSTs by the status answered ("hung": the client gave up)
 	BadSig      int64            `json:"bad_signatures"`   // refused: signature did not verify
 	BadBody     int64            `json:"bad_bodies"`       // refused: the body's event id is not the webhook-id

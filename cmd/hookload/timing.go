@@ -57,6 +57,7 @@ type Timing struct {
 	Early       int      `json:"early"`
 	Repeats     int      `json:"repeats"`            // posts matching no logged attempt (unrecorded tries)
 	Unseen      int      `json:"unseen"`             // logged attempts the sink never saw
+	Unmeasured  int      `json:"unmeasured"`         // retried deliveries whose attempt log could not be read
 	Examples    []string `json:"examples,omitempty"` // up to 10 violations, human readable
 }
 
