@@ -65,6 +65,23 @@ func startProcess(t *testing.T, cfg *Config) listening {
 	return listening{}
 }
 
+// roleConfig is the dev config of one process in a multi-process test: its roles,
+// the shared NATS and Redis (under the test's prefix), the demo endpoint at merchant,
+// and the retry schedule.
+func roleConfig(t *testing.T, natsURL, redisURL, prefix, merchant string, retry RetryConfig, roles ...string) *Config {
+	t.Helper()
+	cfg, err := loadConfig("", configs.Dev, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Roles = roles
+	cfg.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.NATS.URL, cfg.Redis.URL, cfg.Redis.Prefix = natsURL, redisURL, prefix
+	cfg.Endpoints[0].URL = merchant + "/hooks"
+	cfg.Retry = retry
+	return cfg
+}
+
 // TestRoles: three processes, one role each, against one NATS and one Redis. An event
 // taken by the ingest process is not delivered until a deliver process runs; its
 // failed first attempt is not retried until a schedule process runs; then it is. Only
@@ -96,16 +113,8 @@ func TestRoles(t *testing.T) {
 	defer merchant.Close()
 
 	config := func(roles ...string) *Config {
-		cfg, err := loadConfig("", configs.Dev, func(string) string { return "" })
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Roles = roles
-		cfg.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.NATS.URL, cfg.Redis.URL, cfg.Redis.Prefix = ns.URL, redisURL, prefix
-		cfg.Endpoints[0].URL = merchant.URL + "/hooks"
-		cfg.Retry = RetryConfig{Delays: []Duration{Duration(time.Second)}, GiveUpAfter: Duration(time.Minute)}
-		return cfg
+		retry := RetryConfig{Delays: []Duration{Duration(time.Second)}, GiveUpAfter: Duration(time.Minute)}
+		return roleConfig(t, ns.URL, redisURL, prefix, merchant.URL, retry, roles...)
 	}
 	quiet := func(what string, d time.Duration) {
 		t.Helper()
@@ -234,20 +243,9 @@ func TestScheduleWakeAcrossProcesses(t *testing.T) {
 		late <- now.Sub(t1) - delay
 	}))
 	defer merchant.Close()
-	config := func(roles ...string) *Config {
-		cfg, err := loadConfig("", configs.Dev, func(string) string { return "" })
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Roles = roles
-		cfg.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.NATS.URL, cfg.Redis.URL, cfg.Redis.Prefix = ns.URL, redisURL, prefix
-		cfg.Endpoints[0].URL = merchant.URL + "/hooks"
-		cfg.Retry = RetryConfig{Delays: []Duration{Duration(delay)}, GiveUpAfter: Duration(time.Minute)}
-		return cfg
-	}
-	in := startProcess(t, config(RoleIngest, RoleDeliver))
-	startProcess(t, config(RoleSchedule))
+	retry := RetryConfig{Delays: []Duration{Duration(delay)}, GiveUpAfter: Duration(time.Minute)}
+	in := startProcess(t, roleConfig(t, ns.URL, redisURL, prefix, merchant.URL, retry, RoleIngest, RoleDeliver))
+	startProcess(t, roleConfig(t, ns.URL, redisURL, prefix, merchant.URL, retry, RoleSchedule))
 	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
 	if err != nil {
 		t.Fatal(err)
@@ -255,17 +253,7 @@ func TestScheduleWakeAcrossProcesses(t *testing.T) {
 	const n = 8
 	for i := range n {
 		b := strings.Replace(string(body), "5f1e1df5-b58f-481b-89cb-8dd41afcf771", fmt.Sprintf("5f1e1df5-b58f-481b-89cb-%012d", i), 1)
-		req, _ := http.NewRequest(http.MethodPost, "http://"+in.Ingest+"/ingest/paymaya/acme-maya", strings.NewReader(b))
-		req.Header.Set("Content-Type", "application/json")
-		req.SetBasicAuth("", "dev-maya-token-0123456789")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("ingest answered %d", resp.StatusCode)
-		}
+		postPayMaya(t, in.Ingest, []byte(b))
 		time.Sleep(450 * time.Millisecond)
 	}
 	var worst time.Duration
