@@ -93,9 +93,11 @@ func (m *Metrics) IngestRequest(provider, source, outcome string, d time.Duratio
 func (m *Metrics) PublishFailed(stream string) { m.publishFailures.WithLabelValues(stream).Inc() }
 
 // Attempted implements deliver.Observer.
+// The duration goes in first: a scrape that sees the attempt counted sees its
+// duration too (TestMetrics once scraped between the two).
 func (m *Metrics) Attempted(endpoint, outcome string, d time.Duration) {
-	m.deliveries.WithLabelValues(endpoint, outcome).Inc()
 	m.attemptDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+	m.deliveries.WithLabelValues(endpoint, outcome).Inc()
 }
 
 // InFlight implements deliver.Observer.
