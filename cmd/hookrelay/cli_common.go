@@ -141,6 +141,20 @@ func (c *cliCommand) isSet(name string) bool {
 }
 
 // client returns the admin API client the flags and the environment describe.
+// idArg parses args as exactly one positional argument (an id) and makes the admin
+// client: the usage error first, then the token's.
+func (c *cliCommand) idArg(args []string) (string, *client, error) {
+	pos, err := c.parse(args, 1, 1)
+	if err != nil {
+		return "", nil, err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return "", nil, err
+	}
+	return pos[0], cl, nil
+}
+
 func (c *cliCommand) client() (*client, error) {
 	token := strings.TrimSpace(os.Getenv(envAdminToken))
 	if token == "" {

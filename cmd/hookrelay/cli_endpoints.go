@@ -94,34 +94,13 @@ func maxInFlightText(n int) string {
 	return strconv.Itoa(n)
 }
 
-// getEndpoint reads one endpoint as sent and decoded.
-func getEndpoint(ctx context.Context, c *client, id string) (json.RawMessage, admin.EndpointView, error) {
-	var raw json.RawMessage
-	var e admin.EndpointView
-	if err := c.do(ctx, http.MethodGet, endpointPath(id), nil, &raw); err != nil {
-		return nil, e, err
-	}
-	return raw, e, json.Unmarshal(raw, &e)
-}
-
 func endpointsShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCLICommand("endpoints show", "hookrelay endpoints show ID [flags]", stderr)
-	pos, err := cmd.parse(args, 1, 1)
+	id, c, err := cmd.idArg(args)
 	if err != nil {
 		return err
 	}
-	c, err := cmd.client()
-	if err != nil {
-		return err
-	}
-	raw, e, err := getEndpoint(ctx, c, pos[0])
-	if err != nil {
-		return err
-	}
-	if cmd.json {
-		return printRaw(stdout, raw)
-	}
-	return printEndpoint(stdout, e)
+	return showAnswer(ctx, c, cmd.json, http.MethodGet, endpointPath(id), nil, stdout, printEndpoint)
 }
 
 func printEndpoint(w io.Writer, e admin.EndpointView) error {
@@ -236,25 +215,21 @@ func endpointsSetEnabled(enabled bool) actionFunc {
 			name = "enable"
 		}
 		cmd := newCLICommand("endpoints "+name, "hookrelay endpoints "+name+" ID [flags]", stderr)
-		pos, err := cmd.parse(args, 1, 1)
-		if err != nil {
-			return err
-		}
-		c, err := cmd.client()
+		id, c, err := cmd.idArg(args)
 		if err != nil {
 			return err
 		}
 		var raw json.RawMessage
-		if err := c.do(ctx, http.MethodPut, endpointPath(pos[0]), map[string]bool{"enabled": enabled}, &raw); err != nil {
+		if err := c.do(ctx, http.MethodPut, endpointPath(id), map[string]bool{"enabled": enabled}, &raw); err != nil {
 			return err
 		}
 		if cmd.json {
 			return printRaw(stdout, raw)
 		}
 		if enabled {
-			fmt.Fprintf(stdout, "endpoint %s enabled: held deliveries go out again\n", pos[0])
+			fmt.Fprintf(stdout, "endpoint %s enabled: held deliveries go out again\n", id)
 		} else {
-			fmt.Fprintf(stdout, "endpoint %s disabled: its deliveries are held until 'hookrelay endpoints enable %s'\n", pos[0], pos[0])
+			fmt.Fprintf(stdout, "endpoint %s disabled: its deliveries are held until 'hookrelay endpoints enable %s'\n", id, id)
 		}
 		return nil
 	}
@@ -262,21 +237,17 @@ func endpointsSetEnabled(enabled bool) actionFunc {
 
 func endpointsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCLICommand("endpoints delete", "hookrelay endpoints delete ID [flags]", stderr)
-	pos, err := cmd.parse(args, 1, 1)
+	id, c, err := cmd.idArg(args)
 	if err != nil {
 		return err
 	}
-	c, err := cmd.client()
-	if err != nil {
-		return err
-	}
-	if err := c.do(ctx, http.MethodDelete, endpointPath(pos[0]), nil, nil); err != nil {
+	if err := c.do(ctx, http.MethodDelete, endpointPath(id), nil, nil); err != nil {
 		return err
 	}
 	if cmd.json {
 		return nil // 204: the API answers nothing
 	}
-	fmt.Fprintf(stdout, "endpoint %s deleted; deliveries it still had waiting become dead letters\n", pos[0])
+	fmt.Fprintf(stdout, "endpoint %s deleted; deliveries it still had waiting become dead letters\n", id)
 	return nil
 }
 
@@ -284,7 +255,7 @@ func endpointsRotate(ctx context.Context, args []string, stdout, stderr io.Write
 	cmd := newCLICommand("endpoints rotate-secret", "hookrelay endpoints rotate-secret ID [--grace 24h] [--secret whsec_…] [flags]", stderr)
 	grace := cmd.fs.Duration("grace", admin.DefaultGrace, "how long the old secret also signs (0s: stop at once; at most 720h)")
 	secret := cmd.fs.String("secret", "", "the new secret whsec_… (default: generated)")
-	pos, err := cmd.parse(args, 1, 1)
+	id, c, err := cmd.idArg(args)
 	if err != nil {
 		return err
 	}
@@ -295,11 +266,7 @@ func endpointsRotate(ctx context.Context, args []string, stdout, stderr io.Write
 	if *secret != "" {
 		body["secret"] = *secret
 	}
-	c, err := cmd.client()
-	if err != nil {
-		return err
-	}
-	return showAnswer(ctx, c, cmd.json, http.MethodPost, endpointPath(pos[0])+"/rotate-secret", body, stdout, printRotated)
+	return showAnswer(ctx, c, cmd.json, http.MethodPost, endpointPath(id)+"/rotate-secret", body, stdout, printRotated)
 }
 
 // printRotated shows an endpoint's new secret and how long the old one still signs.

@@ -153,22 +153,18 @@ type eventWithDeliveries struct {
 
 func eventsShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCLICommand("events show", "hookrelay events show ID [flags]", stderr)
-	pos, err := cmd.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cmd.client()
+	id, c, err := cmd.idArg(args)
 	if err != nil {
 		return err
 	}
 	var se deliver.StoredEvent
-	if err := c.do(ctx, http.MethodGet, eventPath(pos[0]), nil, &se); err != nil {
+	if err := c.do(ctx, http.MethodGet, eventPath(id), nil, &se); err != nil {
 		return err
 	}
 	var ds struct {
 		Deliveries []json.RawMessage `json:"deliveries"`
 	}
-	if err := c.do(ctx, http.MethodGet, eventPath(pos[0])+"/deliveries", nil, &ds); err != nil {
+	if err := c.do(ctx, http.MethodGet, eventPath(id)+"/deliveries", nil, &ds); err != nil {
 		return err
 	}
 	if cmd.json {
@@ -180,7 +176,7 @@ func eventsShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	ev, err := decodeEvent(se.Event)
 	if err != nil {
-		return fmt.Errorf("event %s: %w", pos[0], err)
+		return fmt.Errorf("event %s: %w", id, err)
 	}
 	if err := printEvent(stdout, se.Seq, ev); err != nil {
 		return err
@@ -245,15 +241,11 @@ func decodeDeliveries(raws []json.RawMessage) ([]deliver.DeliveryView, error) {
 
 func deliveriesShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCLICommand("deliveries show", "hookrelay deliveries show EVENT_ID [flags]", stderr)
-	pos, err := cmd.parse(args, 1, 1)
+	id, c, err := cmd.idArg(args)
 	if err != nil {
 		return err
 	}
-	c, err := cmd.client()
-	if err != nil {
-		return err
-	}
-	return showAnswer(ctx, c, cmd.json, http.MethodGet, eventPath(pos[0])+"/deliveries", nil, stdout, func(w io.Writer, ds eventDeliveries) error {
+	return showAnswer(ctx, c, cmd.json, http.MethodGet, eventPath(id)+"/deliveries", nil, stdout, func(w io.Writer, ds eventDeliveries) error {
 		views, err := decodeDeliveries(ds.Deliveries)
 		if err != nil {
 			return err
