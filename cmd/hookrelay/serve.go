@@ -219,19 +219,11 @@ const (
 	jobKeepAlive = 5 * time.Second
 )
 
-// notify wakes the schedule loops when something comes due soon: this process's own
-// at once, and every schedule process's through a core NATS message (a loop asleep
-// elsewhere would otherwise look only within schedule.WakeHorizon: hookload's fault
-// runs, with the roles in separate processes and a compressed schedule, saw retries
-// start up to a second late).
-func (d *delivery) notify() deliver.Notifier {
-	if d.wake == nil {
-		return nil // not a typed nil: callers test for nil
-	}
-	return d.wake
-}
-
-// wake is the schedule's Notifier across processes.
+// wake is the schedule's Notifier across processes. It wakes this process's schedule
+// loop at once, and every schedule process's through a core NATS message (a loop
+// asleep elsewhere would otherwise look only within schedule.WakeHorizon: hookload's
+// fault runs, with the roles in separate processes and a compressed schedule, saw
+// retries start up to a second late).
 type wake struct {
 	nc      *nats.Conn
 	subject string
@@ -335,7 +327,7 @@ func startDelivery(ctx context.Context, cfg *Config, d *deps, roles map[string]b
 			return nil, err
 		}
 		if dl.worker, err = deliver.NewWorker(deliver.WorkerConfig{
-			JS: d.js, Topology: topo, Endpoints: set, Store: store, Sender: sender, Notify: dl.notify(), Logger: log,
+			JS: d.js, Topology: topo, Endpoints: set, Store: store, Sender: sender, Notify: dl.wake, Logger: log,
 			Observer: d.metrics, AckWait: jobAckWait, KeepAlive: jobKeepAlive,
 		}); err != nil {
 			return nil, err
@@ -378,7 +370,7 @@ func (a *adminServer) close() { a.api.Close() }
 func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *ingest.Handler, log *zap.Logger) (*adminServer, net.Listener, error) {
 	topo := natsx.Topology{}
 	letters, err := deliver.NewDeadLetterStore(ctx, deliver.DeadLetterConfig{
-		JS: d.js, Topology: topo, Schedule: dl.store, Endpoints: dl.endpoints, Notify: dl.notify(),
+		JS: d.js, Topology: topo, Schedule: dl.store, Endpoints: dl.endpoints, Notify: dl.wake,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -392,7 +384,7 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 		return nil, nil, err
 	}
 	redriver, err := deliver.NewRedriver(ctx, deliver.RedriveConfig{
-		JS: d.js, Topology: topo, Endpoints: dl.set, Schedule: dl.store, Index: dl.index, Notify: dl.notify(),
+		JS: d.js, Topology: topo, Endpoints: dl.set, Schedule: dl.store, Index: dl.index, Notify: dl.wake,
 	})
 	if err != nil {
 		return nil, nil, err
