@@ -239,7 +239,7 @@ func (h *Handler) store(ctx context.Context, ev *parse.Event) (Response, *apierr
 	// after that must still get its seen marker, or a retry past JetStream's duplicate
 	// window would store it twice. PublishTimeout still bounds the wait.
 	bg := context.WithoutCancel(ctx)
-	ack, aerr := h.publish(bg, msg, h.cfg.Topology.EventsStream(), ev.ID, ev.ID)
+	ack, aerr := h.publish(bg, msg, h.cfg.Topology.EventsStream(), ev.ID, true)
 	if aerr != nil {
 		return Response{}, aerr
 	}
@@ -266,12 +266,12 @@ func (h *Handler) seen(ctx context.Context, id string) (bool, error) {
 }
 
 // publish sends msg with Nats-Msg-Id msgID to the stream its subject belongs to and
-// waits for the PubAck, at most PublishTimeout. If the wait ends first and markID is
-// not empty, event markID is marked seen should its PubAck still come (markWhenStored).
-func (h *Handler) publish(ctx context.Context, msg *nats.Msg, stream, msgID, markID string) (*jetstream.PubAck, *apierr.Error) {
+// waits for the PubAck, at most PublishTimeout. If the wait ends first and markLate is
+// set, event msgID is marked seen should its PubAck still come (markWhenStored).
+func (h *Handler) publish(ctx context.Context, msg *nats.Msg, stream, msgID string, markLate bool) (*jetstream.PubAck, *apierr.Error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
-	ack, err := h.awaitAck(ctx, msg, msgID, markID)
+	ack, err := h.awaitAck(ctx, msg, msgID, markLate)
 	if err == nil {
 		return ack, nil
 	}
@@ -286,7 +286,7 @@ func (h *Handler) publish(ctx context.Context, msg *nats.Msg, stream, msgID, mar
 }
 
 // awaitAck publishes msg and waits for its PubAck until ctx ends.
-func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID, markID string) (*jetstream.PubAck, error) {
+func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string, markLate bool) (*jetstream.PubAck, error) {
 	// PublishMsgAsync blocks only while too many acks are pending, for at most its stall
 	// wait, which is shorter than any sensible publish timeout.
 	fut, err := h.js.PublishMsgAsync(msg, jetstream.WithMsgID(msgID))
@@ -299,8 +299,8 @@ func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID, markID str
 	case err := <-fut.Err():
 		return nil, err
 	case <-ctx.Done():
-		if markID != "" {
-			go h.markWhenStored(fut, markID)
+		if markLate {
+			go h.markWhenStored(fut, msgID)
 		}
 		return nil, fmt.Errorf("no PubAck: %w", ctx.Err())
 	}

@@ -63,7 +63,7 @@ func (h *Handler) reject(r *http.Request, src *source, in input, receivedAt time
 	}
 	// A provider retrying the same bad request within the duplicate window is kept once.
 	sum := sha256.Sum256([]byte(src.ID + "\x00" + in.method + "\x00" + in.query + "\x00" + string(in.body)))
-	if _, aerr := h.publish(r.Context(), msg, h.cfg.Topology.RejectedStream(), "rej_"+hex.EncodeToString(sum[:16]), ""); aerr != nil {
+	if _, aerr := h.publish(r.Context(), msg, h.cfg.Topology.RejectedStream(), "rej_"+hex.EncodeToString(sum[:16]), false); aerr != nil {
 		return aerr
 	}
 	h.log.Info("request rejected and kept",
