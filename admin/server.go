@@ -73,10 +73,13 @@ type Server struct {
 // maxBody bounds a request body; admin bodies are small JSON objects.
 const maxBody = 1 << 20
 
+// MinTokenLength is the shortest admin token accepted.
+const MinTokenLength = 16
+
 // New returns the admin API.
 func New(cfg Config) (*Server, error) {
-	if len(cfg.Token) < 16 {
-		return nil, errors.New("admin: token must be at least 16 characters")
+	if len(cfg.Token) < MinTokenLength {
+		return nil, fmt.Errorf("admin: token must be at least %d characters", MinTokenLength)
 	}
 	if cfg.Endpoints == nil || cfg.Letters == nil || cfg.Events == nil {
 		return nil, errors.New("admin: Endpoints, Letters and Events are required")

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hookrelay/hookrelay/admin"
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/ingest"
 	"github.com/hookrelay/hookrelay/internal/natsx"
@@ -239,8 +240,8 @@ func (c *Config) Validate() error {
 	if _, err := c.ingestConfig(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.Admin.Token) < 16 {
-		errs = append(errs, fmt.Errorf("admin.token: must be at least 16 characters (is HOOKRELAY_ADMIN_TOKEN set?)"))
+	if len(c.Admin.Token) < admin.MinTokenLength {
+		errs = append(errs, fmt.Errorf("admin.token: must be at least %d characters (is HOOKRELAY_ADMIN_TOKEN set?)", admin.MinTokenLength))
 	}
 	if c.NATS.URL != "" {
 		if u, err := url.Parse(c.NATS.URL); err != nil || u.Host == "" {
