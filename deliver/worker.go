@@ -490,13 +490,12 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 	} else {
 		w.cfg.Observer.Attempted(ep.ID, outcome.String(), a.Duration)
 	}
-	exhausted := fmt.Sprintf("no success after %d attempts (retry schedule exhausted)", job.Attempt)
 	switch res.Outcome {
 	case schedule.Dead:
-		return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq, exhausted, job.First, job.Attempt, nil)
+		return w.dead.send(bctx, job.ID, ref, job.Event, job.Seq, exhaustedReason(job.Attempt), job.First, job.Attempt, nil)
 	case schedule.Stale:
 		// Recorded elsewhere, or by an earlier try of this very call whose reply was lost.
-		return w.letterIfDead(bctx, job, ref, schedule.State{}, exhausted)
+		return w.letterIfDead(bctx, job, ref, schedule.State{}, exhaustedReason(job.Attempt))
 	case schedule.Rescheduled:
 		// Due later than the horizon, a sleeping loop finds it on its own.
 		if w.cfg.Notify != nil && res.Due.Sub(w.cfg.Clock.Now()) < schedule.WakeHorizon {
@@ -504,6 +503,12 @@ func (w *Worker) attempt(ctx context.Context, job *Job, redelivered bool) error 
 		}
 	}
 	return nil
+}
+
+// exhaustedReason is a dead letter's reason when the schedule ran out (built only
+// then, not on every failed attempt).
+func exhaustedReason(attempts int) string {
+	return fmt.Sprintf("no success after %d attempts (retry schedule exhausted)", attempts)
 }
 
 // beforePOST runs what comes before a POST when there is something to check: the fence
