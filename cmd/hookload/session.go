@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -13,7 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
-	"sort"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -626,12 +627,7 @@ func writeReports(rep *Report, smp *sampler) error {
 	rep.writeTimeline(&tl)
 	us.WriteString("process,t_s,cpu_s,rss_kb,hwm_kb\n")
 	smp.mu.Lock()
-	names := make([]string, 0, len(smp.series))
-	for n := range smp.series {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(smp.series)) {
 		for _, u := range smp.series[n] {
 			fmt.Fprintf(&us, "%q,%.3f,%.2f,%d,%d\n", n, u.At.Seconds(), u.CPU, u.RSSKB, u.PeakKB)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -138,12 +139,7 @@ func printRejection(w io.Writer, r ingest.Rejection) error {
 	}
 	if len(r.Header) > 0 {
 		fmt.Fprintln(w, "\nheaders (credentials removed):")
-		names := make([]string, 0, len(r.Header))
-		for name := range r.Header {
-			names = append(names, name)
-		}
-		slices.Sort(names)
-		for _, name := range names {
+		for _, name := range slices.Sorted(maps.Keys(r.Header)) {
 			for _, v := range r.Header[name] {
 				fmt.Fprintf(w, "  %s: %s\n", name, v)
 			}
