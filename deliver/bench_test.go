@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testenv"
 )
 
 // BenchmarkSend measures signed deliveries per second to a local sink through the
@@ -30,6 +32,7 @@ func BenchmarkSend(b *testing.B) {
 	b.SetParallelism(16) // I/O bound: 16 goroutines per core
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := testenv.StartCPU(b, nil)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if a := s.Send(b.Context(), req); Classify(a) != Delivered {
@@ -39,4 +42,5 @@ func BenchmarkSend(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sends/s")
+	cpu.Report(b, b.N, "send") // both ends: the sender and the sink
 }
