@@ -2,10 +2,12 @@ package schedule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -283,4 +285,46 @@ func BenchmarkClaimParallel(b *testing.B) {
 		b.Fatal("nothing claimed")
 	}
 	b.ReportMetric(float64(claimed.Load())/b.Elapsed().Seconds(), "claims/s")
+}
+
+// BenchmarkFirstAttempt is the Redis work of a delivery that succeeds at its first
+// attempt, as fan-out and a worker do it: the delivery created queued (ScheduleMany,
+// in fan-out's batches of 256), then its success recorded (Succeed, 64 at a time
+// through the store's pipelining). redis-cpu-us/delivery is Redis's own CPU.
+//
+//	HOOKRELAY_TEST_REDIS_URL=redis://127.0.0.1:6379 go test -run '^$' -bench FirstAttempt -benchtime=20000x ./schedule
+func BenchmarkFirstAttempt(b *testing.B) {
+	st, r := realStore(b)
+	ctx := context.Background()
+	record := []byte(`{"attempt":1,"at":"2026-11-21T10:00:00Z","status":204,"duration_ms":2,"outcome":"delivered"}`)
+	b.ResetTimer()
+	cpu := testenv.StartCPU(b, r)
+	ds := make([]Delivery, 0, 256)
+	for i := 0; i < b.N; i += cap(ds) {
+		ds = ds[:0]
+		for j := i; j < min(i+cap(ds), b.N); j++ {
+			ds = append(ds, Delivery{ID: benchID(j), Payload: benchPayload, Attempt: 1, First: t0, Due: t0, Queued: true})
+		}
+		if _, errs := st.ScheduleMany(ctx, ds); errors.Join(errs...) != nil {
+			b.Fatalf("ScheduleMany: %v", errors.Join(errs...))
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
+		for _, d := range ds {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if ok, err := st.Succeed(ctx, d.ID, 1, record); err != nil || !ok {
+					b.Errorf("Succeed(%s) = %v, %v; want true", d.ID, ok, err)
+				}
+			})
+		}
+		wg.Wait()
+		if b.Failed() {
+			b.FailNow()
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+	cpu.Report(b, b.N, "delivery")
 }

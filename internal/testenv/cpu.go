@@ -11,12 +11,14 @@ import (
 
 // CPUMeter measures the CPU time spent between its start and Report: by this process
 // (the code under test and whatever the test runs in it: an in-process nats-server, an
-// httptest sink) and, on a real Redis, by the Redis server. On a machine whose cores
-// are all busy, these say where a benchmark's throughput goes, which deliveries/s
-// alone cannot.
+// httptest sink) and, on a real Redis, by the Redis server, with the number of
+// commands Redis ran (a script's own calls included), which unlike CPU time does not
+// depend on how busy the machine is. On a machine whose cores are all busy, these say
+// where a benchmark's throughput goes, which deliveries/s alone cannot.
 type CPUMeter struct {
 	redis          *Redis
 	proc, redisCPU time.Duration
+	redisCmds      float64
 	redisOK        bool
 }
 
@@ -26,14 +28,14 @@ func StartCPU(tb testing.TB, r *Redis) *CPUMeter {
 	tb.Helper()
 	m := &CPUMeter{redis: r, proc: processCPU()}
 	if r != nil && r.Mini == nil {
-		m.redisCPU, m.redisOK = redisCPU(r)
+		m.redisCPU, m.redisCmds, m.redisOK = redisCPU(r)
 	}
 	return m
 }
 
-// Report adds the CPU per op to b's results: "cpu-us/op" for this process and, on a
-// real Redis, "redis-cpu-us/op"; ops is how many ops the measured span did. A
-// platform without getrusage reports no process figure.
+// Report adds the CPU per op to b's results: "cpu-us/<unit>" for this process and, on
+// a real Redis, "redis-cpu-us/<unit>" and "redis-cmds/<unit>"; ops is how many ops the
+// measured span did. A platform without getrusage reports no process figure.
 func (m *CPUMeter) Report(b *testing.B, ops int, unit string) {
 	b.Helper()
 	if ops <= 0 {
@@ -43,34 +45,40 @@ func (m *CPUMeter) Report(b *testing.B, ops int, unit string) {
 		b.ReportMetric(float64(now-m.proc)/float64(time.Microsecond)/float64(ops), "cpu-us/"+unit)
 	}
 	if m.redisOK {
-		if now, ok := redisCPU(m.redis); ok {
+		if now, cmds, ok := redisCPU(m.redis); ok {
 			b.ReportMetric(float64(now-m.redisCPU)/float64(time.Microsecond)/float64(ops), "redis-cpu-us/"+unit)
+			b.ReportMetric((cmds-m.redisCmds)/float64(ops), "redis-cmds/"+unit)
 		}
 	}
 }
 
-// redisCPU is the server's used_cpu_user + used_cpu_sys from INFO cpu.
-func redisCPU(r *Redis) (time.Duration, bool) {
+// redisCPU is the server's used_cpu_user + used_cpu_sys (INFO cpu) and its
+// total_commands_processed (INFO stats).
+func redisCPU(r *Redis) (cpu time.Duration, cmds float64, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	info, err := r.Client.Info(ctx, "cpu").Result()
+	info, err := r.Client.Info(ctx, "cpu", "stats").Result()
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	var total float64
+	var secs float64
 	found := 0
 	sc := bufio.NewScanner(strings.NewReader(info))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if !ok || (k != "used_cpu_user" && k != "used_cpu_sys") {
+		if !ok || (k != "used_cpu_user" && k != "used_cpu_sys" && k != "total_commands_processed") {
 			continue
 		}
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
-			return 0, false
+			return 0, 0, false
 		}
-		total += f
+		if k == "total_commands_processed" {
+			cmds = f
+		} else {
+			secs += f
+		}
 		found++
 	}
-	return time.Duration(total * float64(time.Second)), found == 2
+	return time.Duration(secs * float64(time.Second)), cmds, found == 3
 }
