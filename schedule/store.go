@@ -267,7 +267,6 @@ end
 local function finish(f, st, a, fi, p, ttl)
   redis.call('HDEL', KEYS[1], f)
   redis.call('HDEL', KEYS[2], f)
-  redis.call('ZREM', KEYS[5], ARGV[1] .. f)
   if p then
     redis.call('HSET', KEYS[6], 's', st, 'a', a, 'f', fi, 'p', p)
   else
@@ -281,17 +280,25 @@ end
 // fence follows lib in the scripts that act on an attempt handed out (record, release,
 // mark queued, hold): they act only on a delivery leased or queued with exactly
 // attempt ARGV[4], and return {0} (stale) otherwise. It leaves f (the field), st, a, fi (first ms) and p (payload).
+// unlease() takes a leased delivery out of the leased set; every fenced script that
+// moves a delivery on calls it (a queued one is not in the set: fan-out creates it
+// queued, and queuedScript takes it out as it marks it queued).
 const fence = `
 local f = find()
 if not f then return {0} end
 local st, a, fi, p = parse(redis.call('HGET', KEYS[1], f))
 if not st or a ~= tonumber(ARGV[4]) or (st ~= 'l' and st ~= 'q') then return {0} end
+local function unlease()
+  if st == 'l' then redis.call('ZREM', KEYS[5], ARGV[1] .. f) end
+end
 `
 
-// logRecord appends ARGV[5] to the attempt log, trimmed to ARGV[6] entries.
+// logRecord appends ARGV[5] to the attempt log, trimmed to ARGV[6] entries (only
+// once it is longer: most logs never are).
 const logRecord = `
-redis.call('RPUSH', KEYS[7], ARGV[5])
-redis.call('LTRIM', KEYS[7], -tonumber(ARGV[6]), -1)
+if redis.call('RPUSH', KEYS[7], ARGV[5]) > tonumber(ARGV[6]) then
+  redis.call('LTRIM', KEYS[7], -tonumber(ARGV[6]), -1)
+end
 `
 
 // scheduleScript creates a delivery unless its id is known in any state.
@@ -491,7 +498,7 @@ func parseMS(v string) (int64, error) {
 //	returns {0} stale (nothing changed), {1, next attempt, next due ms}, {2} dead
 //	The next due is first + offset, or now when that has already passed.
 var failScript = redis.NewScript(lib + fence + logRecord + `
-redis.call('ZREM', KEYS[5], ARGV[1] .. f)
+unlease()
 local n = a + 1
 local off = ARGV[9 + n]
 if off then
@@ -511,6 +518,7 @@ return {2}
 //	ARGV[4] attempt  ARGV[5] record  ARGV[6] log cap  ARGV[7] ttl ms
 //	returns {0} stale, {1} done
 var succeedScript = redis.NewScript(lib + fence + logRecord + `
+unlease()
 finish(f, 'x', a, fi, false, ARGV[7])
 return {1}
 `)
@@ -522,6 +530,7 @@ return {1}
 //	ARGV[9] dead-set cutoff ms
 //	returns {0} stale, {1} dead
 var killScript = redis.NewScript(lib + fence + logRecord + `
+unlease()
 finish(f, 'd', a, fi, p, ARGV[7])
 dead(ARGV[8], ARGV[9])
 return {1}
@@ -533,7 +542,7 @@ return {1}
 //	ARGV[4] attempt  ARGV[5] due ms
 //	returns {0} stale, {1} pending again
 var releaseScript = redis.NewScript(lib + fence + `
-redis.call('ZREM', KEYS[5], ARGV[1] .. f)
+unlease()
 put(f, 'p', a, fi, p)
 pend(f, ARGV[5])
 return {1}
@@ -546,7 +555,7 @@ return {1}
 //	returns {0} stale (not leased with that attempt), {1} queued
 var queuedScript = redis.NewScript(lib + fence + `
 if st ~= 'l' then return {0} end
-redis.call('ZREM', KEYS[5], ARGV[1] .. f)
+unlease()
 put(f, 'q', a, fi, p)
 return {1}
 `)
@@ -633,7 +642,7 @@ func (s *Store) Queued(ctx context.Context, id string, attempt int) (bool, error
 //	ARGV[4] attempt  ARGV[5] now ms  ARGV[6] group
 //	returns {0} stale, {1} held
 var holdScript = redis.NewScript(lib + fence + `
-redis.call('ZREM', KEYS[5], ARGV[1] .. f)
+unlease()
 put(f, 'h', a, fi, p)
 redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1] .. f)
 redis.call('SADD', KEYS[9], ARGV[6])

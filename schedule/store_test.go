@@ -826,3 +826,65 @@ func TestCount(t *testing.T) {
 		t.Fatalf("dead set = %v, %v; want just %s", members, err, x)
 	}
 }
+
+// TestEveryTransitionDropsTheLease: each fenced transition out of a lease takes the
+// delivery out of the leased set, and one out of queued (never in it) leaves the set
+// as it is, so the set holds exactly the live leases.
+func TestEveryTransitionDropsTheLease(t *testing.T) {
+	ops := []struct {
+		name string
+		do   func(ctx context.Context, st *Store, id string) (bool, error)
+	}{
+		{"succeed", func(ctx context.Context, st *Store, id string) (bool, error) {
+			return st.Succeed(ctx, id, 1, []byte("r"))
+		}},
+		{"fail", func(ctx context.Context, st *Store, id string) (bool, error) {
+			r, err := st.Fail(ctx, id, 1, t0, []byte("r"))
+			return r.Outcome == Rescheduled, err
+		}},
+		{"kill", func(ctx context.Context, st *Store, id string) (bool, error) {
+			return st.Kill(ctx, id, 1, t0, []byte("r"))
+		}},
+		{"release", func(ctx context.Context, st *Store, id string) (bool, error) {
+			return st.Release(ctx, id, 1, t0.Add(m))
+		}},
+		{"queued", func(ctx context.Context, st *Store, id string) (bool, error) { return st.Queued(ctx, id, 1) }},
+		{"hold", func(ctx context.Context, st *Store, id string) (bool, error) { return st.Hold(ctx, id, 1, "ep", t0) }},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			st, r := newStore(t, DefaultPolicy())
+			ctx := context.Background()
+			leased := func() int64 {
+				t.Helper()
+				n, err := r.Client.ZCard(ctx, st.keys.SchedLeased()).Result()
+				if err != nil {
+					t.Fatalf("ZCARD leased: %v", err)
+				}
+				return n
+			}
+			mustSchedule(t, st, delivery("evt_l:ep", t0))
+			mustSchedule(t, st, delivery("evt_other:ep", t0.Add(time.Millisecond)))
+			claimOne(t, st, t0, "evt_l:ep")
+			if ok, err := op.do(ctx, st, "evt_l:ep"); !ok || err != nil {
+				t.Fatalf("%s(leased) = %v, %v, want true", op.name, ok, err)
+			}
+			if n := leased(); n != 0 {
+				t.Errorf("leased set after %s of a leased delivery: %d members, want 0", op.name, n)
+			}
+			claimOne(t, st, t0.Add(time.Millisecond), "evt_other:ep") // a lease that stays
+			if op.name == "queued" {
+				return // only a leased delivery can be marked queued
+			}
+			q := delivery("evt_q:ep", t0)
+			q.Queued = true
+			mustSchedule(t, st, q)
+			if ok, err := op.do(ctx, st, "evt_q:ep"); !ok || err != nil {
+				t.Fatalf("%s(queued) = %v, %v, want true", op.name, ok, err)
+			}
+			if n := leased(); n != 1 {
+				t.Errorf("leased set after %s of a queued delivery: %d members, want 1 (the other lease)", op.name, n)
+			}
+		})
+	}
+}
