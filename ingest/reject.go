@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -62,8 +63,10 @@ func (h *Handler) reject(r *http.Request, src *source, in input, receivedAt time
 		Header:  nats.Header{RejectedHeader: []string{string(meta)}},
 	}
 	// A provider retrying the same bad request within the duplicate window is kept once.
+	// As for an event, a provider that hangs up does not cut the wait for the PubAck
+	// short (PublishTimeout still bounds it).
 	sum := sha256.Sum256([]byte(src.ID + "\x00" + in.method + "\x00" + in.query + "\x00" + string(in.body)))
-	if _, aerr := h.publish(r.Context(), msg, h.cfg.Topology.RejectedStream(), "rej_"+hex.EncodeToString(sum[:16]), false); aerr != nil {
+	if _, aerr := h.publish(context.WithoutCancel(r.Context()), msg, h.cfg.Topology.RejectedStream(), "rej_"+hex.EncodeToString(sum[:16]), false); aerr != nil {
 		return aerr
 	}
 	h.log.Info("request rejected and kept",

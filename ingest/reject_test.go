@@ -2,16 +2,22 @@ package ingest_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookrelay/hookrelay/ingest"
 )
@@ -269,5 +275,82 @@ func TestTrustedProxies(t *testing.T) {
 				refused(t, resp, http.StatusForbidden, "INGEST_FORBIDDEN_CLIENT")
 			}
 		})
+	}
+}
+
+// recordingObserver keeps what the handler reports to its ingest.Observer.
+type recordingObserver struct {
+	mu        sync.Mutex
+	outcomes  []string
+	pubFailed []string
+}
+
+func (o *recordingObserver) IngestRequest(_, _, outcome string, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.outcomes = append(o.outcomes, outcome)
+}
+
+func (o *recordingObserver) PublishFailed(stream string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pubFailed = append(o.pubFailed, stream)
+}
+
+func (o *recordingObserver) seen() (outcomes, pubFailed []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.outcomes), slices.Clone(o.pubFailed)
+}
+
+// TestRejectedProviderHangsUp: a provider that hangs up while its bad request is being
+// kept does not cut the keeping short. The request is stored, and the handler
+// records the 400 it would have answered, not a storage failure (with the request's
+// own context, the wait for the PubAck ended with the connection: a 503, a
+// PublishFailed on HOOKRELAY_REJECTED and a "publish failed" warning, for a request
+// that was kept).
+func TestRejectedProviderHangsUp(t *testing.T) {
+	obs := &recordingObserver{}
+	h := newHarness(t,
+		withConfig(func(c *ingest.Config) { c.Observer = obs }),
+		withPublisher(func(real jetstream.JetStream) ingest.Publisher {
+			return publisherFunc(func(ctx context.Context, m *nats.Msg, o ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+				time.Sleep(300 * time.Millisecond) // a slow store: the provider gives up first
+				return real.PublishMsg(ctx, m, o...)
+			})
+		}))
+	r := maya(`{"id": "5f1e", "amount":`) // malformed: kept in HOOKRELAY_REJECTED
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.srv.URL+r.path, strings.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", r.contentType)
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the provider got an answer (%s) before it hung up; the store is not slow enough", resp.Status)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		outcomes, _ := obs.seen()
+		if len(outcomes) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the handler never finished the request")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	outcomes, pubFailed := obs.seen()
+	if want := []string{"INGEST_MALFORMED_BODY"}; !slices.Equal(outcomes, want) {
+		t.Errorf("outcomes = %q, want %q", outcomes, want)
+	}
+	if len(pubFailed) != 0 {
+		t.Errorf("PublishFailed(%q) for a request that was kept", pubFailed)
+	}
+	if n := h.streamMsgs(h.nats.Topo.RejectedStream()); n != 1 {
+		t.Errorf("rejected stream holds %d messages, want 1", n)
 	}
 }
