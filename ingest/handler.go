@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,6 +51,8 @@ type Handler struct {
 	log     *zap.Logger
 	sources map[string]*source
 	mux     *http.ServeMux
+	// lateAcks counts the markWhenStored goroutines still waiting (WaitLateAcks).
+	lateAcks atomic.Int64
 }
 
 // New returns a Handler publishing through js and remembering events in marker.
@@ -300,7 +303,11 @@ func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string, mar
 		return nil, err
 	case <-ctx.Done():
 		if markLate {
-			go h.markWhenStored(fut, msgID)
+			h.lateAcks.Add(1)
+			go func() {
+				defer h.lateAcks.Add(-1)
+				h.markWhenStored(fut, msgID)
+			}()
 		}
 		return nil, fmt.Errorf("no PubAck: %w", ctx.Err())
 	}
@@ -316,6 +323,28 @@ const LateAckWait = time.Minute
 // the request's own PublishTimeout still reaches markWhenStored.
 func NewJetStream(nc *nats.Conn, publishTimeout time.Duration) (jetstream.JetStream, error) {
 	return natsx.NewJetStream(nc, publishTimeout+LateAckWait, natsx.DefaultMaxPendingAcks)
+}
+
+// WaitLateAcks waits until every event whose request gave up before its PubAck came
+// has been marked seen (or its PubAck failed, or LateAckWait passed), or until ctx
+// ends, and returns how many were still waiting then. A shutdown calls it after the
+// listeners have stopped and before the marker is closed: a PubAck that arrives after
+// the marker is closed leaves its event unmarked, and the provider's retry (it was
+// told 503) stores it again if it comes after JetStream's duplicate window.
+func (h *Handler) WaitLateAcks(ctx context.Context) int {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n := int(h.lateAcks.Load())
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-t.C:
+		}
+	}
 }
 
 // markWhenStored marks an event seen if its PubAck arrives after its request gave up

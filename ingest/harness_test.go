@@ -34,12 +34,13 @@ var receivedAt = time.Date(2026, 11, 21, 10, 0, 0, 123e6, time.UTC)
 // harness is the real handler behind a real HTTP server, publishing to a real
 // JetStream and marking in a real (or mini) Redis.
 type harness struct {
-	t     *testing.T
-	nats  *testenv.NATS
-	redis *testenv.Redis
-	clock *clock.Fake
-	cfg   ingest.Config
-	srv   *httptest.Server
+	t       *testing.T
+	nats    *testenv.NATS
+	redis   *testenv.Redis
+	clock   *clock.Fake
+	cfg     ingest.Config
+	handler *ingest.Handler
+	srv     *httptest.Server
 }
 
 type option func(*harnessOpts)
@@ -105,6 +106,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	if err != nil {
 		t.Fatalf("ingest.New: %v", err)
 	}
+	h.handler = handler
 	h.srv = httptest.NewServer(handler)
 	t.Cleanup(h.srv.Close)
 	return h

@@ -107,3 +107,47 @@ func TestLatePubAckRealClient(t *testing.T) {
 		t.Errorf("events stream holds %d, want 1", n)
 	}
 }
+
+// TestWaitLateAcks: a shutdown's WaitLateAcks returns only once a PubAck that came
+// after its request gave up has marked the event seen, so the marker can be closed
+// after it; with a context that ends first, it says how many are still waiting.
+func TestWaitLateAcks(t *testing.T) {
+	h := newHarness(t,
+		withConfig(func(c *ingest.Config) { c.PublishTimeout = 100 * time.Millisecond }),
+		withPublisher(func(real jetstream.JetStream) ingest.Publisher {
+			server := strings.TrimPrefix(real.Conn().ConnectedUrl(), "nats://")
+			nc, err := nats.Connect("nats://"+slowLink(t, server, 600*time.Millisecond), nats.Timeout(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			js, err := ingest.NewJetStream(nc, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return js
+		}))
+	seenKeys := func() int {
+		t.Helper()
+		keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys)
+	}
+	refused(t, h.do(maya(successBody)), http.StatusServiceUnavailable, "INGEST_STORAGE_UNAVAILABLE")
+
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if n := h.handler.WaitLateAcks(short); n != 1 {
+		t.Errorf("WaitLateAcks(50ms) = %d still waiting, want 1 (the PubAck is 600 ms late)", n)
+	}
+	long, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if n := h.handler.WaitLateAcks(long); n != 0 {
+		t.Fatalf("WaitLateAcks(10s) = %d still waiting, want 0", n)
+	}
+	if n := seenKeys(); n != 1 {
+		t.Errorf("%d seen markers right after WaitLateAcks, want 1", n)
+	}
+}

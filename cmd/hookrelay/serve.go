@@ -186,6 +186,12 @@ func runServe(ctx context.Context, cfg *Config, log *zap.Logger, ready chan<- li
 	if err := adminSrv.http.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("admin listener did not drain in time", zap.Error(err))
 	}
+	// Events whose PubAck came after their provider was told 503 are marked seen
+	// before the marker closes (deferred above), within what is left of the bound.
+	if n := h.WaitLateAcks(sctx); n > 0 {
+		log.Warn("events stored after their provider was told to retry may have no seen marker; a retry after JetStream's duplicate window stores them again",
+			zap.Int("events", n))
+	}
 	return runErr
 }
 
