@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/hookrelay/hookrelay/deliver"
@@ -251,12 +252,17 @@ func internal(what string, err error) *apierr.Error {
 	return apierr.New(apierr.Internal, what+": "+err.Error())
 }
 
-// isUnavailable reports a connection-level failure of NATS or Redis.
+// isUnavailable reports a failure of NATS or Redis that passes: a connection-level
+// one, a pool too busy, a client closed at shutdown, or a Redis that is still
+// loading its data after a restart (or just failed over).
 func isUnavailable(err error) bool {
 	var ne net.Error
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, io.EOF) || errors.As(err, &ne)
+		errors.Is(err, nats.ErrNoServers) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, io.EOF) || errors.As(err, &ne) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) || errors.Is(err, redis.ErrClosed) ||
+		redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) || redis.IsTryAgainError(err)
 }
 
 // filterErrors collects query-parameter problems for one ADMIN_INVALID_FILTER answer.

@@ -21,6 +21,7 @@ func TestIsUnavailable(t *testing.T) {
 		{"nats timeout", fmt.Errorf("get: %w", nats.ErrTimeout), true},
 		{"no responders", nats.ErrNoResponders, true},
 		{"connection closed", nats.ErrConnectionClosed, true},
+		{"no servers", fmt.Errorf("connect: %w", nats.ErrNoServers), true},
 		{"redis refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, true},
 		{"connection EOF", fmt.Errorf("read: %w", io.EOF), true},
 		{"truncated JSON", fmt.Errorf("decode: %w", io.ErrUnexpectedEOF), false},
