@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -38,6 +39,10 @@ type FanoutConfig struct {
 	Observer PublishObserver // nil: not measured
 	// Consumer is the durable consumer's name; default "hookrelay-fanout".
 	Consumer string
+	// PullExpiry is how long each pull request for events lasts; the server sends a
+	// heartbeat every half of it, and a pull that missed two is made again. Default
+	// 30 s (nats.go's).
+	PullExpiry time.Duration
 }
 
 // Fanout turns each event on HOOKRELAY_EVENTS into one delivery per matching endpoint
@@ -48,9 +53,10 @@ type FanoutConfig struct {
 // twice; one still queued for attempt 1 gets its job published again, under the same
 // Nats-Msg-Id, which covers a crash between the two writes.
 type Fanout struct {
-	cfg  FanoutConfig
-	log  *zap.Logger
-	cons jetstream.Consumer
+	cfg     FanoutConfig
+	log     *zap.Logger
+	consCfg jetstream.ConsumerConfig
+	cons    jetstream.Consumer
 }
 
 // NewFanout creates or updates the durable consumer.
@@ -68,18 +74,19 @@ func NewFanout(ctx context.Context, cfg FanoutConfig) (*Fanout, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	cons, err := cfg.JS.CreateOrUpdateConsumer(ctx, cfg.Topology.EventsStream(), jetstream.ConsumerConfig{
+	consCfg := jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer,
 		Description:   "hookrelay: events into deliveries",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 4096,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}
+	cons, err := cfg.JS.CreateOrUpdateConsumer(ctx, cfg.Topology.EventsStream(), consCfg)
 	if err != nil {
 		return nil, fmt.Errorf("fanout consumer: %w", err)
 	}
-	return &Fanout{cfg: cfg, log: cfg.Logger.Named("fanout"), cons: cons}, nil
+	return &Fanout{cfg: cfg, log: cfg.Logger.Named("fanout"), consCfg: consCfg, cons: cons}, nil
 }
 
 // Fan-out works in batches: whatever events are waiting (up to fanoutBatch) get their
@@ -92,10 +99,11 @@ const (
 )
 
 // Run consumes events until ctx ends, then lets the events in hand finish and returns
-// nil.
+// nil. If the consumer goes away under it (deleted by hand, or lost by the server), it
+// creates it again and goes on, as a restart would.
 func (f *Fanout) Run(ctx context.Context) error {
 	msgs := make(chan jetstream.Msg, fanoutBatch)
-	cc, err := f.cons.Consume(func(m jetstream.Msg) { msgs <- m }, jetstream.PullMaxMessages(2*fanoutBatch))
+	cc, err := f.consume(f.cons, func(m jetstream.Msg) { msgs <- m })
 	if err != nil {
 		return fmt.Errorf("fanout consume: %w", err)
 	}
@@ -104,12 +112,66 @@ func (f *Fanout) Run(ctx context.Context) error {
 	for range fanoutLoops {
 		wg.Go(func() { f.loop(ctx, msgs, stop) })
 	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed() // no callback is running or will run
+	for cc != nil {
+		select {
+		case <-ctx.Done():
+			cc.Drain()
+			<-cc.Closed() // no callback is running or will run
+			cc = nil
+		case <-cc.Closed():
+			f.log.Error("event consumer stopped by the server; creating it again")
+			cc = f.restart(ctx, func(m jetstream.Msg) { msgs <- m })
+		}
+	}
 	close(stop)
 	wg.Wait()
 	return nil
+}
+
+// consume starts consuming from cons. Interruptions are logged; the pull is made
+// again by nats.go. A consumer deleted under it stops the consumption (Run then
+// creates it again), also on a server that does not tell pulls of a deletion and
+// only stops sending heartbeats.
+func (f *Fanout) consume(cons jetstream.Consumer, handler jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
+	opts := []jetstream.PullConsumeOpt{
+		jetstream.PullMaxMessages(2 * fanoutBatch),
+		jetstream.ConsumeErrHandler(func(cc jetstream.ConsumeContext, err error) {
+			f.log.Warn("event consumer interrupted; pulling again", zap.Error(err))
+			if consumerGone(context.Background(), cons) {
+				cc.Stop()
+			}
+		}),
+	}
+	if f.cfg.PullExpiry > 0 {
+		opts = append(opts, jetstream.PullExpiry(f.cfg.PullExpiry))
+	}
+	return cons.Consume(handler, opts...)
+}
+
+// restart creates the consumer again and consumes from it, retrying with a backoff
+// until it works or ctx ends (then nil).
+func (f *Fanout) restart(ctx context.Context, handler jetstream.MessageHandler) jetstream.ConsumeContext {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(b.NextBackOff()):
+		}
+		cons, err := f.cfg.JS.CreateOrUpdateConsumer(ctx, f.cfg.Topology.EventsStream(), f.consCfg)
+		if err != nil {
+			f.log.Warn("create the event consumer; will retry", zap.Error(err))
+			continue
+		}
+		cc, err := f.consume(cons, handler)
+		if err != nil {
+			f.log.Warn("consume events; will retry", zap.Error(err))
+			continue
+		}
+		f.cons = cons
+		return cc
+	}
 }
 
 // loop takes a batch of whatever events are waiting, handles it, and repeats until

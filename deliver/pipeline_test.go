@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.uber.org/zap"
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/clock"
@@ -113,8 +114,11 @@ type pipelineOpts struct {
 	index       func(deliver.Indexer) deliver.Indexer         // gives fan-out an event index (wrapped)
 	timeout     time.Duration
 	ackWait     time.Duration
-	keepAlive   time.Duration // the worker's KeepAlive
-	bookkeeping time.Duration // the worker's Bookkeeping timeout
+	keepAlive   time.Duration                                 // the worker's KeepAlive
+	bookkeeping time.Duration                                 // the worker's Bookkeeping timeout
+	workerJS    func(jetstream.JetStream) jetstream.JetStream // replaces the worker's JetStream
+	pullExpiry  time.Duration                                 // the fan-out's and worker's PullExpiry
+	log         *zap.Logger                                   // the fan-out's and worker's logger
 }
 
 func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
@@ -162,7 +166,7 @@ func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
 		p.index = deliver.NewEventIndex(rd.Client, rkeys.Keyspace{Prefix: rd.Prefix}, 0)
 		index = opts.index(p.index)
 	}
-	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: fanJS, Topology: p.nats.Topo, Endpoints: p.set, Schedule: fanSched, Index: index, Clock: p.clock})
+	fan, err := deliver.NewFanout(ctx, deliver.FanoutConfig{JS: fanJS, Topology: p.nats.Topo, Endpoints: p.set, Schedule: fanSched, Index: index, Clock: p.clock, Logger: opts.log, PullExpiry: opts.pullExpiry})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,10 +182,14 @@ func newPipeline(t *testing.T, opts pipelineOpts) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
+	workerJS := p.nats.JS
+	if opts.workerJS != nil {
+		workerJS = opts.workerJS(p.nats.JS)
+	}
 	worker, err := deliver.NewWorker(deliver.WorkerConfig{
-		JS: p.nats.JS, Topology: p.nats.Topo, Endpoints: p.set, Store: rec, Sender: sender,
+		JS: workerJS, Topology: p.nats.Topo, Endpoints: p.set, Store: rec, Sender: sender,
 		Clock: p.clock, RetryDelay: 50 * time.Millisecond, AckWait: opts.ackWait, Bookkeeping: opts.bookkeeping,
-		KeepAlive: opts.keepAlive,
+		KeepAlive: opts.keepAlive, PullExpiry: opts.pullExpiry, Logger: opts.log,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,10 @@ type WorkerConfig struct {
 	// sender timeout). It runs without the caller's cancellation, so a shutdown never
 	// strands a half-recorded attempt. Default 10 s.
 	Bookkeeping time.Duration
+	// PullExpiry is how long each pull request for jobs lasts; the server sends a
+	// heartbeat every half of it, and a pull that missed two is made again. Default
+	// 30 s (nats.go's).
+	PullExpiry time.Duration
 }
 
 // Worker makes the attempts. Each endpoint has its own durable consumer on
@@ -71,6 +75,9 @@ type Worker struct {
 	loops    map[string]*endpointLoop
 	enabled  map[string]bool // each endpoint's enabled flag at the last reconcile
 	ticks    int
+	// ended is signalled when an endpoint's loop ends by itself (its consumer was
+	// deleted under it), so Run reconciles, and starts it again, at once.
+	ended chan struct{}
 
 	signers sync.Map // endpoint id → *signerEntry
 }
@@ -117,6 +124,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		dead:    &deadLetters{js: cfg.JS, topo: cfg.Topology, store: cfg.Store, clock: cfg.Clock},
 		loops:   map[string]*endpointLoop{},
 		enabled: map[string]bool{},
+		ended:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -133,6 +141,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.stopAll()
 			return nil
 		case <-w.cfg.Endpoints.Changed():
+		case <-w.ended:
 		case <-tick.C:
 		}
 	}
@@ -166,6 +175,16 @@ func (w *Worker) reconcile(ctx context.Context) {
 	w.ticks++
 	w.release(ctx, enabled, sweep)
 	for id, l := range w.loops {
+		select {
+		case <-l.done:
+			// Ended without being stopped: its consumer went away under it (deleted by
+			// hand, or lost by the server). ensure below creates it again.
+			w.log.Error("endpoint consumer stopped by the server; starting it again", zap.String("endpoint", id))
+			l.stop()
+			delete(w.loops, id)
+			continue
+		default:
+		}
 		n, ok := want[id]
 		switch {
 		case !ok && !l.orphan:
@@ -321,7 +340,12 @@ func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) 
 	if err != nil {
 		return nil, err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(maxInFlight))
+	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(maxInFlight)}
+	// A pull's heartbeat is half its expiry; missing two is how a dropped pull shows.
+	if w.cfg.PullExpiry > 0 {
+		opts = append(opts, jetstream.PullExpiry(w.cfg.PullExpiry))
+	}
+	it, err := cons.Messages(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -335,11 +359,31 @@ func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) 
 		defer close(l.done)
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, maxInFlight)
+		pause := backoff.NewExponentialBackOff()
+		pause.InitialInterval, pause.MaxInterval, pause.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, 0
 		for {
 			m, err := it.Next()
-			if err != nil {
-				break // stopped
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				break // stopped, by stop() or because the consumer is gone
 			}
+			if err != nil {
+				// Missed heartbeats (a pull the server dropped, a link that stalled) or
+				// the consumer deleted: the iterator pulls again, or ends, by itself.
+				// Leaving here would stop this endpoint's deliveries until a restart.
+				// A server that does not tell pulls of a deletion only stops sending
+				// heartbeats: then the loop ends here, and reconcile creates the
+				// consumer again.
+				w.log.Warn("endpoint consumer interrupted; pulling again", zap.String("endpoint", endpointID), zap.Error(err))
+				if consumerGone(lctx, cons) {
+					break
+				}
+				select {
+				case <-lctx.Done():
+				case <-time.After(pause.NextBackOff()):
+				}
+				continue
+			}
+			pause.Reset()
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
@@ -347,6 +391,12 @@ func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) 
 			})
 		}
 		wg.Wait() // in-flight attempts finish and record
+		if lctx.Err() == nil {
+			select {
+			case w.ended <- struct{}{}:
+			default:
+			}
+		}
 	}()
 	return l, nil
 }
@@ -643,4 +693,13 @@ func signerFor(ep *Endpoint) (*Signer, error) {
 		s.Previous, s.PreviousUntil = prev, *ep.PreviousSecretUntil
 	}
 	return s, nil
+}
+
+// consumerGone reports whether cons no longer exists on the server (an answer, not a
+// failure to get one).
+func consumerGone(ctx context.Context, cons jetstream.Consumer) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := cons.Info(ctx)
+	return errors.Is(err, jetstream.ErrConsumerNotFound)
 }
