@@ -483,6 +483,10 @@ func connect(ctx context.Context, cfg *Config, log *zap.Logger) (_ *deps, err er
 	}); err != nil {
 		return nil, fmt.Errorf("connect nats: %w", err)
 	}
+	if v := d.nc.ConnectedServerVersion(); natsx.OlderThan(v, natsx.MinServerVersion) {
+		log.Warn("nats-server older than "+natsx.MinServerVersion+": under load it can leave a consumer's pull unanswered, which stalls fan-out or an endpoint's deliveries until the pull is made again (up to 30 s); upgrade the server",
+			zap.String("server_version", v))
+	}
 	publishTimeout := cfg.Ingest.PublishTimeout.D()
 	if publishTimeout <= 0 {
 		publishTimeout = ingest.DefaultPublishTimeout
