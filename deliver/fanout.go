@@ -100,7 +100,10 @@ const (
 
 // Run consumes events until ctx ends, then lets the events in hand finish and returns
 // nil. If the consumer goes away under it (deleted by hand, or lost by the server), it
-// creates it again and goes on, as a restart would.
+// creates it again and goes on, as a restart would. Like a restart after a deletion,
+// the new consumer starts at the stream's first event: deliveries already known
+// (done markers last 30 days) are not created twice, but an endpoint created since
+// an event came gets that event.
 func (f *Fanout) Run(ctx context.Context) error {
 	msgs := make(chan jetstream.Msg, fanoutBatch)
 	cc, err := f.consume(f.cons, func(m jetstream.Msg) { msgs <- m })

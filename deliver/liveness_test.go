@@ -23,10 +23,20 @@ func stallingLink(t *testing.T, addr string) (string, func(held bool)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
 	var mu sync.Mutex
 	cond := sync.NewCond(&mu)
 	held := false
+	var conns []net.Conn // closed at cleanup (registered here: not from another goroutine)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		held = false
+		cond.Broadcast()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -38,7 +48,9 @@ func stallingLink(t *testing.T, addr string) (string, func(held bool)) {
 				c.Close()
 				continue
 			}
-			t.Cleanup(func() { c.Close(); s.Close() })
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
 			go func() { _, _ = io.Copy(s, c) }()
 			go func() {
 				buf := make([]byte, 32<<10)

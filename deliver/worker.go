@@ -75,9 +75,6 @@ type Worker struct {
 	loops    map[string]*endpointLoop
 	enabled  map[string]bool // each endpoint's enabled flag at the last reconcile
 	ticks    int
-	// ended is signalled when an endpoint's loop ends by itself (its consumer was
-	// deleted under it), so Run reconciles, and starts it again, at once.
-	ended chan struct{}
 
 	signers sync.Map // endpoint id → *signerEntry
 }
@@ -124,7 +121,6 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		dead:    &deadLetters{js: cfg.JS, topo: cfg.Topology, store: cfg.Store, clock: cfg.Clock},
 		loops:   map[string]*endpointLoop{},
 		enabled: map[string]bool{},
-		ended:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -141,7 +137,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.stopAll()
 			return nil
 		case <-w.cfg.Endpoints.Changed():
-		case <-w.ended:
 		case <-tick.C:
 		}
 	}
@@ -177,11 +172,19 @@ func (w *Worker) reconcile(ctx context.Context) {
 	for id, l := range w.loops {
 		select {
 		case <-l.done:
+			if ctx.Err() != nil {
+				continue // shutting down: the loop ended with Run's ctx
+			}
 			// Ended without being stopped: its consumer went away under it (deleted by
-			// hand, or lost by the server). ensure below creates it again.
+			// hand, or lost by the server). It is created again: by ensure below, or
+			// here for a deleted endpoint's loop, whose jobs still have to drain.
+			// Reconcile runs every few seconds, which paces a consumer that keeps
+			// going away.
 			w.log.Error("endpoint consumer stopped by the server; starting it again", zap.String("endpoint", id))
-			l.stop()
-			delete(w.loops, id)
+			w.stop(id, l)
+			if l.orphan {
+				w.ensure(ctx, id, l.maxInFlight, true)
+			}
 			continue
 		default:
 		}
@@ -391,12 +394,6 @@ func (w *Worker) start(ctx context.Context, endpointID string, maxInFlight int) 
 			})
 		}
 		wg.Wait() // in-flight attempts finish and record
-		if lctx.Err() == nil {
-			select {
-			case w.ended <- struct{}{}:
-			default:
-			}
-		}
 	}()
 	return l, nil
 }
