@@ -51,8 +51,9 @@ type Handler struct {
 	log     *zap.Logger
 	sources map[string]*source
 	mux     *http.ServeMux
-	// lateAcks counts the markWhenStored goroutines still waiting (WaitLateAcks).
-	lateAcks atomic.Int64
+	// marking counts the events whose seen marker may still be written: stores in
+	// progress and markWhenStored goroutines still waiting (WaitLateAcks).
+	marking atomic.Int64
 }
 
 // New returns a Handler publishing through js and remembering events in marker.
@@ -242,6 +243,10 @@ func (h *Handler) store(ctx context.Context, ev *parse.Event) (Response, *apierr
 	// after that must still get its seen marker, or a retry past JetStream's duplicate
 	// window would store it twice. PublishTimeout still bounds the wait.
 	bg := context.WithoutCancel(ctx)
+	// Counted from here, not only once a late PubAck is waited for: a request still
+	// storing when the listener's drain is cut short must not find the marker closed.
+	h.marking.Add(1)
+	defer h.marking.Add(-1)
 	ack, aerr := h.publish(bg, msg, h.cfg.Topology.EventsStream(), ev.ID, true)
 	if aerr != nil {
 		return Response{}, aerr
@@ -303,9 +308,9 @@ func (h *Handler) awaitAck(ctx context.Context, msg *nats.Msg, msgID string, mar
 		return nil, err
 	case <-ctx.Done():
 		if markLate {
-			h.lateAcks.Add(1)
+			h.marking.Add(1) // before the store's own count ends
 			go func() {
-				defer h.lateAcks.Add(-1)
+				defer h.marking.Add(-1)
 				h.markWhenStored(fut, msgID)
 			}()
 		}
@@ -325,17 +330,19 @@ func NewJetStream(nc *nats.Conn, publishTimeout time.Duration) (jetstream.JetStr
 	return natsx.NewJetStream(nc, publishTimeout+LateAckWait, natsx.DefaultMaxPendingAcks)
 }
 
-// WaitLateAcks waits until every event whose request gave up before its PubAck came
-// has been marked seen (or its PubAck failed, or LateAckWait passed), or until ctx
-// ends, and returns how many were still waiting then. A shutdown calls it after the
-// listeners have stopped and before the marker is closed: a PubAck that arrives after
-// the marker is closed leaves its event unmarked, and the provider's retry (it was
-// told 503) stores it again if it comes after JetStream's duplicate window.
+// WaitLateAcks waits until every event being stored has been marked seen: requests
+// still storing (a listener's drain cut short leaves them running), and events whose
+// request gave up before their PubAck came (until marked, their PubAck failed, or
+// LateAckWait passed); or until ctx ends, and returns how many were still waiting
+// then. A shutdown calls it after the listeners have stopped and before the marker is
+// closed: a PubAck that arrives after the marker is closed leaves its event unmarked,
+// and the provider's retry (it was told 503) stores it again if it comes after
+// JetStream's duplicate window.
 func (h *Handler) WaitLateAcks(ctx context.Context) int {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		n := int(h.lateAcks.Load())
+		n := int(h.marking.Load())
 		if n == 0 {
 			return 0
 		}

@@ -151,3 +151,36 @@ func TestWaitLateAcks(t *testing.T) {
 		t.Errorf("%d seen markers right after WaitLateAcks, want 1", n)
 	}
 }
+
+// TestWaitLateAcksCoversStoresInFlight: a request still storing its event when a
+// shutdown waits (its listener's drain was cut short) is waited for too, so its seen
+// marker is written before the marker closes.
+func TestWaitLateAcksCoversStoresInFlight(t *testing.T) {
+	publishing := make(chan struct{}, 1)
+	h := newHarness(t, withPublisher(func(real jetstream.JetStream) ingest.Publisher {
+		return publisherFunc(func(ctx context.Context, m *nats.Msg, o ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+			publishing <- struct{}{}
+			time.Sleep(500 * time.Millisecond) // a slow store, well within PublishTimeout
+			return real.PublishMsg(ctx, m, o...)
+		})
+	}))
+	answered := make(chan *http.Response, 1)
+	go func() { answered <- h.do(maya(successBody)) }()
+	<-publishing
+
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if n := h.handler.WaitLateAcks(short); n != 1 {
+		t.Errorf("WaitLateAcks(50ms) during the store = %d still waiting, want 1", n)
+	}
+	long, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if n := h.handler.WaitLateAcks(long); n != 0 {
+		t.Fatalf("WaitLateAcks(10s) = %d still waiting, want 0", n)
+	}
+	keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result()
+	if err != nil || len(keys) != 1 {
+		t.Errorf("seen markers right after WaitLateAcks: %v, %v; want 1", keys, err)
+	}
+	accepted(t, <-answered)
+}
