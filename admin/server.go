@@ -27,6 +27,7 @@ import (
 	"github.com/hookrelay/hookrelay/ingest"
 	"github.com/hookrelay/hookrelay/internal/apierr"
 	"github.com/hookrelay/hookrelay/internal/clock"
+	"github.com/hookrelay/hookrelay/internal/redisx"
 )
 
 // Config configures the admin API. Token is required; the stores are what the routes
@@ -262,6 +263,7 @@ func isUnavailable(err error) bool {
 		errors.Is(err, nats.ErrNoServers) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, io.EOF) || errors.As(err, &ne) ||
 		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) || errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, redisx.ErrClosed) ||
 		redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) || redis.IsTryAgainError(err)
 }
 

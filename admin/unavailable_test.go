@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/hookrelay/hookrelay/internal/redisx"
 )
 
 // TestIsUnavailable: connection-level failures are 503s; a decoding error that merely
@@ -22,6 +24,7 @@ func TestIsUnavailable(t *testing.T) {
 		{"no responders", nats.ErrNoResponders, true},
 		{"connection closed", nats.ErrConnectionClosed, true},
 		{"no servers", fmt.Errorf("connect: %w", nats.ErrNoServers), true},
+		{"batcher closed at shutdown", fmt.Errorf("get: %w", redisx.ErrClosed), true},
 		{"redis refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, true},
 		{"connection EOF", fmt.Errorf("read: %w", io.EOF), true},
 		{"truncated JSON", fmt.Errorf("decode: %w", io.ErrUnexpectedEOF), false},
