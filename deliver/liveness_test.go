@@ -1,10 +1,7 @@
 package deliver_test
 
 import (
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,75 +9,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
-)
 
-// stallingLink is a TCP proxy to addr whose server-to-client direction can be held:
-// while held, what the server sends waits in the proxy (nothing is lost), as over a
-// link that stalls. It returns the proxy's address and hold.
-func stallingLink(t *testing.T, addr string) (string, func(held bool)) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	cond := sync.NewCond(&mu)
-	held := false
-	var conns []net.Conn // closed at cleanup (registered here: not from another goroutine)
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		held = false
-		cond.Broadcast()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, s)
-			mu.Unlock()
-			go func() { _, _ = io.Copy(s, c) }()
-			go func() {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := s.Read(buf)
-					mu.Lock()
-					for held {
-						cond.Wait()
-					}
-					mu.Unlock()
-					if n > 0 {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						c.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String(), func(h bool) {
-		mu.Lock()
-		held = h
-		mu.Unlock()
-		cond.Broadcast()
-	}
-}
+	"github.com/hookrelay/hookrelay/internal/testenv"
+)
 
 // TestWorkerPullsAgainAfterMissedHeartbeats: when the worker's pull for jobs misses its
 // heartbeats (a stalled link here; a pull request the server dropped does the same,
@@ -89,7 +20,7 @@ func stallingLink(t *testing.T, addr string) (string, func(held bool)) {
 // got nothing more until a restart.
 func TestWorkerPullsAgainAfterMissedHeartbeats(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
-	var hold func(bool)
+	var link *testenv.Link
 	p := newPipeline(t, pipelineOpts{
 		pullExpiry: time.Second, // heartbeats every 500 ms: two missed within about a second
 		log:        zap.New(core),
@@ -98,9 +29,8 @@ func TestWorkerPullsAgainAfterMissedHeartbeats(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var link string
-			link, hold = stallingLink(t, u.Host)
-			nc, err := nats.Connect("nats://" + link)
+			link = testenv.NewLink(t, u.Host, 0)
+			nc, err := nats.Connect("nats://" + link.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,9 +47,9 @@ func TestWorkerPullsAgainAfterMissedHeartbeats(t *testing.T) {
 	p.publish("evt_before", "payment.succeeded")
 	eventually(t, func() bool { return len(m.got()) == 1 })
 
-	hold(true)
+	link.Hold(true)
 	eventually(t, func() bool { return logs.FilterMessage("endpoint consumer interrupted; pulling again").Len() > 0 })
-	hold(false)
+	link.Hold(false)
 
 	p.publish("evt_after", "payment.succeeded")
 	eventually(t, func() bool { return len(m.got()) == 2 })

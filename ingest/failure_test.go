@@ -135,17 +135,7 @@ func TestStorageUnavailable(t *testing.T) {
 				})
 			}))
 		refused(t, h.do(maya(successBody)), http.StatusServiceUnavailable, "INGEST_STORAGE_UNAVAILABLE")
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result()
-			if err == nil && len(keys) == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no seen marker after the late PubAck (keys %v, %v)", keys, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		h.waitSeenMarkers(1, "after the late PubAck")
 		if n := h.streamMsgs(h.nats.Topo.EventsStream()); n != 1 {
 			t.Errorf("events stream holds %d, want 1", n)
 		}

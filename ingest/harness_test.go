@@ -308,3 +308,25 @@ type future struct {
 func (f *future) Ok() <-chan *jetstream.PubAck { return f.ok }
 func (f *future) Err() <-chan error            { return f.err }
 func (f *future) Msg() *nats.Msg               { return f.msg }
+
+// seenMarkers lists the seen-marker keys in Redis.
+func (h *harness) seenMarkers() []string {
+	h.t.Helper()
+	keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result()
+	if err != nil {
+		h.t.Fatalf("list seen markers: %v", err)
+	}
+	return keys
+}
+
+// waitSeenMarkers waits up to 5 s for exactly n seen markers.
+func (h *harness) waitSeenMarkers(n int, when string) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for keys := h.seenMarkers(); len(keys) != n; keys = h.seenMarkers() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("seen markers %s: %v, want %d", when, keys, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

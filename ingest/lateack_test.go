@@ -2,8 +2,6 @@ package ingest_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,60 +11,30 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookrelay/hookrelay/ingest"
+	"github.com/hookrelay/hookrelay/internal/testenv"
 )
 
-// slowLink is a TCP proxy to addr that delays every byte from the server to the client
-// by delay (the client's bytes go through at once), as a congested or distant NATS
-// would: a PubAck then reaches the client delay after the message was stored.
-func slowLink(t *testing.T, addr string, delay time.Duration) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// withSlowNATS publishes through the real nats.go client over a link that delivers
+// everything the server sends delay late (a PubAck then comes delay after the message
+// was stored), with the JetStream context serve uses (ingest.NewJetStream) for a
+// 100 ms PublishTimeout.
+func withSlowNATS(t *testing.T, delay time.Duration) []option {
+	return []option{
+		withConfig(func(c *ingest.Config) { c.PublishTimeout = 100 * time.Millisecond }),
+		withPublisher(func(real jetstream.JetStream) ingest.Publisher {
+			server := strings.TrimPrefix(real.Conn().ConnectedUrl(), "nats://")
+			nc, err := nats.Connect("nats://"+testenv.NewLink(t, server, delay).Addr, nats.Timeout(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			js, err := ingest.NewJetStream(nc, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return js
+		}),
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			t.Cleanup(func() { c.Close(); s.Close() })
-			go func() { _, _ = io.Copy(s, c) }()
-			type chunk struct {
-				at time.Time
-				b  []byte
-			}
-			q := make(chan chunk, 1024)
-			go func() {
-				defer close(q)
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 {
-						q <- chunk{time.Now().Add(delay), append([]byte(nil), buf[:n]...)}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-			go func() {
-				for ch := range q {
-					time.Sleep(time.Until(ch.at))
-					if _, err := c.Write(ch.b); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // TestLatePubAckRealClient: the late-PubAck path through the real nats.go client, whose
@@ -76,33 +44,9 @@ func slowLink(t *testing.T, addr string, delay time.Duration) string {
 // retry is a duplicate even past JetStream's duplicate window. (With a context whose
 // async timeout is the publish timeout, as serve used to build, the marker never came.)
 func TestLatePubAckRealClient(t *testing.T) {
-	h := newHarness(t,
-		withConfig(func(c *ingest.Config) { c.PublishTimeout = 100 * time.Millisecond }),
-		withPublisher(func(real jetstream.JetStream) ingest.Publisher {
-			server := strings.TrimPrefix(real.Conn().ConnectedUrl(), "nats://")
-			nc, err := nats.Connect("nats://"+slowLink(t, server, 400*time.Millisecond), nats.Timeout(5*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(nc.Close)
-			js, err := ingest.NewJetStream(nc, 100*time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return js
-		}))
+	h := newHarness(t, withSlowNATS(t, 400*time.Millisecond)...)
 	refused(t, h.do(maya(successBody)), http.StatusServiceUnavailable, "INGEST_STORAGE_UNAVAILABLE")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result()
-		if err == nil && len(keys) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no seen marker after the late PubAck (keys %v, %v)", keys, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.waitSeenMarkers(1, "after the late PubAck")
 	if n := h.streamMsgs(h.nats.Topo.EventsStream()); n != 1 {
 		t.Errorf("events stream holds %d, want 1", n)
 	}
@@ -112,29 +56,7 @@ func TestLatePubAckRealClient(t *testing.T) {
 // after its request gave up has marked the event seen, so the marker can be closed
 // after it; with a context that ends first, it says how many are still waiting.
 func TestWaitLateAcks(t *testing.T) {
-	h := newHarness(t,
-		withConfig(func(c *ingest.Config) { c.PublishTimeout = 100 * time.Millisecond }),
-		withPublisher(func(real jetstream.JetStream) ingest.Publisher {
-			server := strings.TrimPrefix(real.Conn().ConnectedUrl(), "nats://")
-			nc, err := nats.Connect("nats://"+slowLink(t, server, 600*time.Millisecond), nats.Timeout(5*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(nc.Close)
-			js, err := ingest.NewJetStream(nc, 100*time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return js
-		}))
-	seenKeys := func() int {
-		t.Helper()
-		keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(keys)
-	}
+	h := newHarness(t, withSlowNATS(t, 600*time.Millisecond)...)
 	refused(t, h.do(maya(successBody)), http.StatusServiceUnavailable, "INGEST_STORAGE_UNAVAILABLE")
 
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -147,8 +69,8 @@ func TestWaitLateAcks(t *testing.T) {
 	if n := h.handler.WaitLateAcks(long); n != 0 {
 		t.Fatalf("WaitLateAcks(10s) = %d still waiting, want 0", n)
 	}
-	if n := seenKeys(); n != 1 {
-		t.Errorf("%d seen markers right after WaitLateAcks, want 1", n)
+	if keys := h.seenMarkers(); len(keys) != 1 {
+		t.Errorf("seen markers right after WaitLateAcks: %v, want 1", keys)
 	}
 }
 
@@ -178,9 +100,8 @@ func TestWaitLateAcksCoversStoresInFlight(t *testing.T) {
 	if n := h.handler.WaitLateAcks(long); n != 0 {
 		t.Fatalf("WaitLateAcks(10s) = %d still waiting, want 0", n)
 	}
-	keys, err := h.redis.Client.Keys(context.Background(), h.redis.Prefix+"*:seen").Result()
-	if err != nil || len(keys) != 1 {
-		t.Errorf("seen markers right after WaitLateAcks: %v, %v; want 1", keys, err)
+	if keys := h.seenMarkers(); len(keys) != 1 {
+		t.Errorf("seen markers right after WaitLateAcks: %v, want 1", keys)
 	}
 	accepted(t, <-answered)
 }
