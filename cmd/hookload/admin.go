@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/hookrelay/hookrelay/deliver"
 )
 
 // adminClient reads hookrelay's admin API (SPEC §8) the way on-call does, from
@@ -146,7 +148,7 @@ func (a *adminClient) deliveryLogs(ctx context.Context, epoch time.Time, ids []s
 					for _, at := range d.Attempts {
 						l.Attempts = append(l.Attempts, loggedAttempt{N: at.Attempt, Start: at.Start.Sub(epoch).Nanoseconds()})
 					}
-					out[id+":"+d.Endpoint] = l
+					out[deliver.DeliveryID(id, d.Endpoint)] = l
 				}
 				mu.Unlock()
 			}

@@ -78,16 +78,6 @@ func parseProcs(s string) ([]procSpec, error) {
 	return out, nil
 }
 
-// specRetry is SPEC §7's schedule.
-var specRetry = struct {
-	delays            []time.Duration
-	thenEvery, giveUp time.Duration
-}{
-	delays:    []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour},
-	thenEvery: 24 * time.Hour,
-	giveUp:    168 * time.Hour,
-}
-
 // scaledPolicy is SPEC §7's schedule divided by scale (≥ 1), each duration rounded to
 // the millisecond (at least 1ms): what hookload writes into the config, and what the
 // sink measures the attempts against.
@@ -95,8 +85,9 @@ func scaledPolicy(scale float64) sched.Policy {
 	div := func(d time.Duration) time.Duration {
 		return max(time.Duration(float64(d)/scale).Round(time.Millisecond), time.Millisecond)
 	}
-	p := sched.Policy{ThenEvery: div(specRetry.thenEvery), GiveUpAfter: div(specRetry.giveUp)}
-	for _, d := range specRetry.delays {
+	spec := sched.DefaultPolicy()
+	p := sched.Policy{ThenEvery: div(spec.ThenEvery), GiveUpAfter: div(spec.GiveUpAfter)}
+	for _, d := range spec.Delays {
 		p.Delays = append(p.Delays, div(d))
 	}
 	return p

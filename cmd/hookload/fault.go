@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hookrelay/hookrelay/deliver"
 	sched "github.com/hookrelay/hookrelay/schedule"
 )
 
@@ -162,7 +163,7 @@ func measureTiming(ctx context.Context, admin *adminClient, epoch time.Time, sin
 	events := map[string]bool{}
 	sink.each(func(ep, id string, a arrival) {
 		if _, ok := ids[id]; ok && len(a.log) > 1 {
-			posts[id+":"+ep] = slices.Clone(a.log)
+			posts[deliver.DeliveryID(id, ep)] = slices.Clone(a.log)
 			events[id] = true
 		}
 	})

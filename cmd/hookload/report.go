@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hookrelay/hookrelay/deliver"
 )
 
 // Report is everything a run measured; --json prints it as is.
@@ -279,7 +281,7 @@ func (p pending) prune(sink *Sink, dead map[string]letter) int64 {
 		for id := range set {
 			if a := e.got[id]; a != nil && a.firstOK != 0 {
 				delete(set, id)
-			} else if _, ok := dead[id+":"+ep]; ok {
+			} else if _, ok := dead[deliver.DeliveryID(id, ep)]; ok {
 				delete(set, id)
 			}
 		}
@@ -298,7 +300,7 @@ func missingDeliveries(ids map[string]int64, sink *Sink, endpoints []string, dea
 		e := sink.endpoints[ep]
 		e.mu.Lock()
 		for id := range ids {
-			if _, isDead := dead[id+":"+ep]; isDead {
+			if _, isDead := dead[deliver.DeliveryID(id, ep)]; isDead {
 				continue
 			}
 			if a := e.got[id]; a == nil || a.firstOK == 0 {
@@ -447,7 +449,7 @@ func fillDelivery(rep *Report, rec *recorder, sink *Sink, endpoints []string, wa
 	d.Strays = int64(len(strays))
 	for id := range ids {
 		for _, ep := range endpoints {
-			if _, isDead := dead[id+":"+ep]; isDead {
+			if _, isDead := dead[deliver.DeliveryID(id, ep)]; isDead {
 				if t, ok := sink.firstOK(ep, id); !ok || t == 0 {
 					d.DeadLettered++
 				}

@@ -16,8 +16,8 @@ func testSink(eps ...string) *Sink {
 	return s
 }
 
-// deliver records that ep answered id 200 at (ns since the epoch).
-func deliver(s *Sink, ep, id string, at int64) {
+// recordOK records that ep answered id 200 at (ns since the epoch).
+func recordOK(s *Sink, ep, id string, at int64) {
 	s.endpoints[ep].got[id] = &arrival{firstOK: at, posts: 1}
 	s.okDistinct.Add(1)
 }
@@ -41,11 +41,11 @@ func TestFillDeliveryUnchecked(t *testing.T) {
 	rec.add(1, ok("c", int64(time.Second)-100, false), "")
 
 	sink := testSink("sink-1")
-	deliver(sink, "sink-1", "a", 1100)
-	deliver(sink, "sink-1", "b", 1300)
-	deliver(sink, "sink-1", "c", int64(time.Second)+1000)
-	deliver(sink, "sink-1", "warm", 50)
-	deliver(sink, "sink-1", "stray", 60)
+	recordOK(sink, "sink-1", "a", 1100)
+	recordOK(sink, "sink-1", "b", 1300)
+	recordOK(sink, "sink-1", "c", int64(time.Second)+1000)
+	recordOK(sink, "sink-1", "warm", 50)
+	recordOK(sink, "sink-1", "stray", 60)
 
 	rep := &Report{Steps: make([]StepStat, 2)}
 	fillIngest(rep, rec, plan, 0, 2*time.Second)
@@ -112,16 +112,16 @@ func TestPending(t *testing.T) {
 	if n := p.prune(sink, nil); n != 6 {
 		t.Fatalf("nothing delivered: %d pending, want 6", n)
 	}
-	deliver(sink, "sink-1", "a", 10)
-	deliver(sink, "sink-2", "a", 10)
-	deliver(sink, "sink-2", "c", 10)
+	recordOK(sink, "sink-1", "a", 10)
+	recordOK(sink, "sink-2", "a", 10)
+	recordOK(sink, "sink-2", "c", 10)
 	sink.endpoints["sink-1"].got["b"] = &arrival{posts: 1, failed: 1} // answered 500: still to come
 	if n := p.prune(sink, nil); n != 3 || len(p["sink-1"]) != 2 || len(p["sink-2"]) != 1 {
 		t.Fatalf("%d pending (%v), want 3", n, p)
 	}
 	for _, ep := range []string{"sink-1", "sink-2"} {
 		for _, id := range []string{"a", "b", "c"} {
-			deliver(sink, ep, id, 20)
+			recordOK(sink, ep, id, 20)
 		}
 	}
 	if n := p.prune(sink, nil); n != 0 {
@@ -159,9 +159,9 @@ func TestAccountingWithDeadLetters(t *testing.T) {
 		rec.add(0, result{status: 200, id: id, due: int64(i)}, "")
 	}
 	sink := testSink("sink-1")
-	deliver(sink, "sink-1", "ok", 10)
-	deliver(sink, "sink-1", "both", 10)
-	deliver(sink, "sink-1", "dup", 10)
+	recordOK(sink, "sink-1", "ok", 10)
+	recordOK(sink, "sink-1", "both", 10)
+	recordOK(sink, "sink-1", "dup", 10)
 	sink.endpoints["sink-1"].got["dup"].afterOK = 2
 	sink.endpoints["sink-1"].got["gone"] = &arrival{posts: 2, failed: 2, gone: true}
 	sink.endpoints["sink-1"].got["nocause"] = &arrival{posts: 1, failed: 1}
