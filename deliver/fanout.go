@@ -106,7 +106,8 @@ const (
 // an event came gets that event.
 func (f *Fanout) Run(ctx context.Context) error {
 	msgs := make(chan jetstream.Msg, fanoutBatch)
-	cc, err := f.consume(f.cons, func(m jetstream.Msg) { msgs <- m })
+	handler := func(m jetstream.Msg) { msgs <- m }
+	cc, err := f.consume(f.cons, handler)
 	if err != nil {
 		return fmt.Errorf("fanout consume: %w", err)
 	}
@@ -123,7 +124,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 			cc = nil
 		case <-cc.Closed():
 			f.log.Error("event consumer stopped by the server; creating it again")
-			cc = f.restart(ctx, func(m jetstream.Msg) { msgs <- m })
+			cc = f.restart(ctx, handler)
 		}
 	}
 	close(stop)
@@ -140,7 +141,9 @@ func (f *Fanout) consume(cons jetstream.Consumer, handler jetstream.MessageHandl
 		jetstream.PullMaxMessages(2 * fanoutBatch),
 		jetstream.ConsumeErrHandler(func(cc jetstream.ConsumeContext, err error) {
 			f.log.Warn("event consumer interrupted; pulling again", zap.Error(err))
-			if consumerGone(context.Background(), cons) {
+			// A deletion the server reports stops the consumption by itself; one it
+			// does not report only shows as missed heartbeats.
+			if errors.Is(err, jetstream.ErrNoHeartbeat) && consumerGone(context.Background(), cons) {
 				cc.Stop()
 			}
 		}),
@@ -172,7 +175,6 @@ func (f *Fanout) restart(ctx context.Context, handler jetstream.MessageHandler) 
 			f.log.Warn("consume events; will retry", zap.Error(err))
 			continue
 		}
-		f.cons = cons
 		return cc
 	}
 }

@@ -182,7 +182,7 @@ func (w *Worker) reconcile(ctx context.Context) {
 			// going away.
 			w.log.Error("endpoint consumer stopped by the server; starting it again", zap.String("endpoint", id))
 			w.stop(id, l)
-			if l.orphan {
+			if _, ok := want[id]; l.orphan || !ok { // ensure below only starts wanted ones
 				w.ensure(ctx, id, l.maxInFlight, true)
 			}
 			continue
