@@ -258,12 +258,6 @@ local function pend(f, due)
   local m = redis.call('ZSCORE', KEYS[4], ARGV[1])
   if not m or tonumber(m) > tonumber(due) then redis.call('ZADD', KEYS[4], due, ARGV[1]) end
 end
--- dead: the delivery joins the dead set KEYS[8] at now, which forgets those that died
--- before cutoff (their letters have aged out)
-local function dead(now, cutoff)
-  redis.call('ZADD', KEYS[8], now, ARGV[3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. cutoff)
-end
 local function finish(f, st, a, fi, p, ttl)
   redis.call('HDEL', KEYS[1], f)
   redis.call('HDEL', KEYS[2], f)
@@ -277,20 +271,28 @@ local function finish(f, st, a, fi, p, ttl)
 end
 `
 
+// deadSet follows lib in the scripts that make a delivery dead (fail, kill), whose
+// KEYS[8] is the dead set: dead(now, cutoff) adds the delivery at now and forgets
+// those that died before cutoff (their letters have aged out).
+const deadSet = `
+local function dead(now, cutoff)
+  redis.call('ZADD', KEYS[8], now, ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. cutoff)
+end
+`
+
 // fence follows lib in the scripts that act on an attempt handed out (record, release,
 // mark queued, hold): they act only on a delivery leased or queued with exactly
 // attempt ARGV[4], and return {0} (stale) otherwise. It leaves f (the field), st, a, fi (first ms) and p (payload).
-// unlease() takes a leased delivery out of the leased set; every fenced script that
-// moves a delivery on calls it (a queued one is not in the set: fan-out creates it
-// queued, and queuedScript takes it out as it marks it queued).
+// Every one of them moves the delivery on, so a leased one leaves the leased set here
+// (a queued one is not in it: fan-out creates it queued, and queuedScript takes it out
+// as it marks it queued).
 const fence = `
 local f = find()
 if not f then return {0} end
 local st, a, fi, p = parse(redis.call('HGET', KEYS[1], f))
 if not st or a ~= tonumber(ARGV[4]) or (st ~= 'l' and st ~= 'q') then return {0} end
-local function unlease()
-  if st == 'l' then redis.call('ZREM', KEYS[5], ARGV[1] .. f) end
-end
+if st == 'l' then redis.call('ZREM', KEYS[5], ARGV[1] .. f) end
 `
 
 // logRecord appends ARGV[5] to the attempt log, trimmed to ARGV[6] entries (only
@@ -497,8 +499,7 @@ func parseMS(v string) (int64, error) {
 //	ARGV[9] dead-set cutoff ms  ARGV[10..] the policy's offsets in ms: ARGV[9+n] is attempt n's
 //	returns {0} stale (nothing changed), {1, next attempt, next due ms}, {2} dead
 //	The next due is first + offset, or now when that has already passed.
-var failScript = redis.NewScript(lib + fence + logRecord + `
-unlease()
+var failScript = redis.NewScript(lib + deadSet + fence + logRecord + `
 local n = a + 1
 local off = ARGV[9 + n]
 if off then
@@ -518,7 +519,6 @@ return {2}
 //	ARGV[4] attempt  ARGV[5] record  ARGV[6] log cap  ARGV[7] ttl ms
 //	returns {0} stale, {1} done
 var succeedScript = redis.NewScript(lib + fence + logRecord + `
-unlease()
 finish(f, 'x', a, fi, false, ARGV[7])
 return {1}
 `)
@@ -529,8 +529,7 @@ return {1}
 //	ARGV[4] attempt  ARGV[5] record  ARGV[6] log cap  ARGV[7] ttl ms  ARGV[8] now ms
 //	ARGV[9] dead-set cutoff ms
 //	returns {0} stale, {1} dead
-var killScript = redis.NewScript(lib + fence + logRecord + `
-unlease()
+var killScript = redis.NewScript(lib + deadSet + fence + logRecord + `
 finish(f, 'd', a, fi, p, ARGV[7])
 dead(ARGV[8], ARGV[9])
 return {1}
@@ -542,7 +541,6 @@ return {1}
 //	ARGV[4] attempt  ARGV[5] due ms
 //	returns {0} stale, {1} pending again
 var releaseScript = redis.NewScript(lib + fence + `
-unlease()
 put(f, 'p', a, fi, p)
 pend(f, ARGV[5])
 return {1}
@@ -555,7 +553,6 @@ return {1}
 //	returns {0} stale (not leased with that attempt), {1} queued
 var queuedScript = redis.NewScript(lib + fence + `
 if st ~= 'l' then return {0} end
-unlease()
 put(f, 'q', a, fi, p)
 return {1}
 `)
@@ -642,7 +639,6 @@ func (s *Store) Queued(ctx context.Context, id string, attempt int) (bool, error
 //	ARGV[4] attempt  ARGV[5] now ms  ARGV[6] group
 //	returns {0} stale, {1} held
 var holdScript = redis.NewScript(lib + fence + `
-unlease()
 put(f, 'h', a, fi, p)
 redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1] .. f)
 redis.call('SADD', KEYS[9], ARGV[6])
