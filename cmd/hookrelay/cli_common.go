@@ -140,7 +140,6 @@ func (c *cliCommand) isSet(name string) bool {
 	return set
 }
 
-// client returns the admin API client the flags and the environment describe.
 // idArg parses args as exactly one positional argument (an id) and makes the admin
 // client: the usage error first, then the token's.
 func (c *cliCommand) idArg(args []string) (string, *client, error) {
@@ -155,6 +154,7 @@ func (c *cliCommand) idArg(args []string) (string, *client, error) {
 	return pos[0], cl, nil
 }
 
+// client returns the admin API client the flags and the environment describe.
 func (c *cliCommand) client() (*client, error) {
 	token := strings.TrimSpace(os.Getenv(envAdminToken))
 	if token == "" {

@@ -290,7 +290,6 @@ func (c *Config) ingestConfig() (ingest.Config, error) {
 	errs = append(errs, perrs...)
 	for i, s := range c.Sources {
 		src := ingest.Source{ID: s.ID, Provider: s.Provider, Merchant: s.Merchant, Token: s.Token, PreviousToken: s.PreviousToken}
-		var perrs []error
 		src.AllowCIDRs, perrs = parsePrefixes(fmt.Sprintf("sources[%d].allow_cidrs", i), s.AllowCIDRs)
 		errs = append(errs, perrs...)
 		ic.Sources = append(ic.Sources, src)

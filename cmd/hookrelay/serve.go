@@ -418,10 +418,7 @@ func startAdmin(ctx context.Context, cfg *Config, d *deps, dl *delivery, h *inge
 // panic) to zap as warnings, so they are JSON lines like the rest, not plain text on
 // stderr.
 func httpErrorLog(log *zap.Logger, listener string) *stdlog.Logger {
-	l, err := zap.NewStdLogAt(log.Named("http").With(zap.String("listener", listener)), zapcore.WarnLevel)
-	if err != nil { // only for an invalid level
-		return zap.NewStdLog(log)
-	}
+	l, _ := zap.NewStdLogAt(log.Named("http").With(zap.String("listener", listener)), zapcore.WarnLevel) // errs only for an invalid level
 	return l
 }
 
