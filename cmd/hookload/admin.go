@@ -63,7 +63,6 @@ func (a *adminClient) get(ctx context.Context, path string, out any) error {
 
 // letter is what hookload keeps of a dead letter.
 type letter struct {
-	Reason       string
 	FinalAttempt int
 	Attempts     int
 }
@@ -77,7 +76,6 @@ func (a *adminClient) deadLetters(ctx context.Context) (map[string]letter, error
 		var page struct {
 			Items []struct {
 				ID           string            `json:"id"`
-				Reason       string            `json:"reason"`
 				FinalAttempt int               `json:"final_attempt"`
 				Attempts     []json.RawMessage `json:"attempts"`
 			} `json:"items"`
@@ -91,7 +89,7 @@ func (a *adminClient) deadLetters(ctx context.Context) (map[string]letter, error
 			return nil, err
 		}
 		for _, it := range page.Items {
-			out[it.ID] = letter{Reason: it.Reason, FinalAttempt: it.FinalAttempt, Attempts: len(it.Attempts)}
+			out[it.ID] = letter{FinalAttempt: it.FinalAttempt, Attempts: len(it.Attempts)}
 		}
 		if page.NextCursor == "" || len(page.Items) == 0 {
 			return out, nil

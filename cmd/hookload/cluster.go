@@ -392,7 +392,7 @@ func (c *cluster) startRelays(ctx context.Context, specs []procSpec) error {
 	}
 	start := func(t todo) (*proc, error) {
 		env := slices.Clone(c.baseEnv)
-		env = append(env, "NATS_URL="+c.natsURL, "REDIS_URL="+c.redisURL, "HOOKRELAY_ROLES="+strings.Join(t.roles, ","))
+		env = append(env, "NATS_URL="+c.natsURL, "REDIS_URL="+c.redisURL) // the roles go as --roles
 		admin, err := c.ports.addr()
 		if err != nil {
 			return nil, err

@@ -38,7 +38,7 @@ type faulter struct {
 	epoch   time.Time
 	loadAt  time.Time
 	logf    func(string, ...any)
-	onSwap  func(old, new *proc) // the sampler follows the new process
+	onSwap  func(np *proc) // the sampler follows the new process
 	mu      sync.Mutex
 	kills   []Kill
 	windows []faultWindow
@@ -99,7 +99,7 @@ func (f *faulter) one(class string, p *proc) {
 	k.Down = time.Since(killAt).Seconds()
 	np, err := f.c.restart(context.Background(), p)
 	if np != nil && f.onSwap != nil {
-		f.onSwap(p, np)
+		f.onSwap(np)
 	}
 	readyAt := time.Now()
 	k.Ready = readyAt.Sub(killAt).Seconds()

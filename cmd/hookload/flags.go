@@ -119,10 +119,6 @@ func parseFlags(mode string, args []string, stderr io.Writer) (*options, error) 
 		return bad("--max-in-flight %d: want 1..1000", o.maxInFlight)
 	case o.retryScale < 1:
 		return bad("--retry-scale %g: want ≥ 1", o.retryScale)
-	case o.sinkFail < 0 || o.sinkFail > 1:
-		return bad("--sink-fail %g: want 0..1", o.sinkFail)
-	case o.mayaShare < 0 || o.mayaShare > 1:
-		return bad("--paymaya-share %g: want 0..1", o.mayaShare)
 	case o.conns < 1:
 		return bad("--conns %d: want ≥ 1", o.conns)
 	case o.maxOutstanding < 1:
@@ -143,7 +139,7 @@ func parseFlags(mode string, args []string, stderr io.Writer) (*options, error) 
 	for _, v := range []struct {
 		name  string
 		share float64
-	}{{"--sink-500", o.sinkFail500}, {"--sink-429", o.sinkTooMany}, {"--sink-hang", o.sinkHang}, {"--sink-410", o.sinkGone}, {"--sink-dead", o.sinkDead}} {
+	}{{"--sink-fail", o.sinkFail}, {"--paymaya-share", o.mayaShare}, {"--sink-500", o.sinkFail500}, {"--sink-429", o.sinkTooMany}, {"--sink-hang", o.sinkHang}, {"--sink-410", o.sinkGone}, {"--sink-dead", o.sinkDead}} {
 		if v.share < 0 || v.share > 1 {
 			return bad("%s %g: want 0..1", v.name, v.share)
 		}

@@ -217,7 +217,7 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	faultCtx, stopFaults := context.WithCancel(loadCtx)
 	if o.mode == "faults" {
 		fl = &faulter{c: c, classes: o.kill, every: o.killEvery, down: o.down, epoch: epoch, loadAt: loadStart, logf: logf,
-			onSwap: func(old, np *proc) { smp.watch(np.name, fmt.Sprint(np.pid())) }}
+			onSwap: func(np *proc) { smp.watch(np.name, fmt.Sprint(np.pid())) }}
 		logf("faults: SIGKILL every %v, in turn: %s; down %v each; sink: %s", o.killEvery, strings.Join(o.kill, ", "), o.down, o.sinkPolicy())
 		go func() { defer close(faultsDone); fl.run(faultCtx) }()
 	} else {
@@ -424,17 +424,7 @@ func runSession(ctx context.Context, o *options, stdout, stderr io.Writer) (err 
 	} else {
 		rep.printText(stdout)
 	}
-	hard := d.failed() || died.Load() != nil || ingestFailed ||
-		(rep.Schedule != nil && (rep.Schedule.Violations > 0 || 100*rep.Schedule.Unmeasured > rep.Schedule.Deliveries))
-	if rep.Faults != nil {
-		for _, k := range rep.Faults.Kills {
-			hard = hard || k.Err != ""
-		}
-	}
-	for _, s := range stops {
-		hard = hard || s.ExitCode != 0 || s.Killed
-	}
-	if hard {
+	if runFailed(rep, d.failed(), died.Load() != nil, ingestFailed, stops) {
 		return failedRun{len(rep.Problems)}
 	}
 	return nil
@@ -638,4 +628,31 @@ func writeReports(rep *Report, smp *sampler) error {
 		os.WriteFile(filepath.Join(rep.Dir, "timeline.csv"), []byte(tl.String()), 0o644),
 		os.WriteFile(filepath.Join(rep.Dir, "usage.csv"), []byte(us.String()), 0o644),
 	)
+}
+
+// runFailed decides the exit status. The run fails on lost or unchecked events
+// (accountingFailed), a process that died on its own, a faults run whose providers
+// mostly got no 2xx (ingestFailed), a schedule violation, more than 1 % of the
+// retried deliveries unmeasured, a kill that could not be made, or a process that did
+// not stop cleanly at the end. Other problems are reported but do not fail it.
+func runFailed(rep *Report, accountingFailed, died, ingestFailed bool, stops []stopResult) bool {
+	if accountingFailed || died || ingestFailed {
+		return true
+	}
+	if t := rep.Schedule; t != nil && (t.Violations > 0 || 100*t.Unmeasured > t.Deliveries) {
+		return true
+	}
+	if rep.Faults != nil {
+		for _, k := range rep.Faults.Kills {
+			if k.Err != "" {
+				return true
+			}
+		}
+	}
+	for _, s := range stops {
+		if s.ExitCode != 0 || s.Killed {
+			return true
+		}
+	}
+	return false
 }
