@@ -4,51 +4,45 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/apierr"
 )
 
-// fakeRedis is a TCP server that answers every read with reply, or never answers
-// when reply is empty; it returns its address.
-func fakeRedis(t *testing.T, reply string) string {
+// silentServer accepts connections and never answers: a Redis too slow for the pool.
+func silentServer(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					if reply == "" {
-						continue
-					}
-					// One reply per command: each starts a line with its '*' array header.
-					for i := range n {
-						if buf[i] == '*' && (i == 0 || buf[i-1] == '\n') {
-							if _, err := c.Write([]byte(reply)); err != nil {
-								return
-							}
-						}
-					}
-				}
-			}()
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(io.Discard, c) }()
 		}
 	}()
 	return ln.Addr().String()
@@ -61,14 +55,16 @@ func fakeRedis(t *testing.T, reply string) string {
 func TestRedisUnavailableIs503(t *testing.T) {
 	ctx := context.Background()
 	answering := func(reply string) *redis.Client {
-		c := redis.NewClient(&redis.Options{Addr: fakeRedis(t, reply), MaxRetries: -1})
+		mr := miniredis.RunT(t)
+		mr.SetError(reply) // every command answers this error
+		c := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	loading := answering("-LOADING Redis is loading the dataset in memory\r\n").Get(ctx, "k").Err()
-	wrongType := answering("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n").Get(ctx, "k").Err()
+	loading := answering("LOADING Redis is loading the dataset in memory").Get(ctx, "k").Err()
+	wrongType := answering("WRONGTYPE Operation against a key holding the wrong kind of value").Get(ctx, "k").Err()
 
-	slow := redis.NewClient(&redis.Options{Addr: fakeRedis(t, ""), PoolSize: 1, PoolTimeout: 50 * time.Millisecond, MaxRetries: -1})
+	slow := redis.NewClient(&redis.Options{Addr: silentServer(t), PoolSize: 1, PoolTimeout: 50 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { slow.Close() })
 	go slow.Get(ctx, "held") // holds the one connection: the server never answers
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
@@ -83,7 +79,7 @@ func TestRedisUnavailableIs503(t *testing.T) {
 	if !errors.Is(poolTimeout, redis.ErrPoolTimeout) {
 		t.Fatalf("second command on a full pool: %v, want %v", poolTimeout, redis.ErrPoolTimeout)
 	}
-	closedClient := redis.NewClient(&redis.Options{Addr: fakeRedis(t, "+OK\r\n")})
+	closedClient := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
 	closedClient.Close()
 	closed := closedClient.Get(ctx, "k").Err()
 
