@@ -13,7 +13,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -102,40 +101,6 @@ func llLogger(jsonOut, consoleOut *llBuffer) *zap.Logger {
 		zapcore.NewCore(zapcore.NewConsoleEncoder(cc), consoleOut, zapcore.DebugLevel),
 	)
 	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(consoleOut))
-}
-
-// llStartServe runs runServe with cfg and log; stop cancels it and waits for it to
-// return (also done at cleanup if the test ends early).
-func llStartServe(t *testing.T, cfg *Config, log *zap.Logger) (listening, func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan listening, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, log, ready) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("serve returned %v after shutdown", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("serve did not stop within 20s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	select {
-	case addr := <-ready:
-		return addr, stop
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	return listening{}, stop
 }
 
 // llMerchant is a merchant endpoint's test server that remembers what it got.
@@ -525,7 +490,8 @@ func TestLogLeak(t *testing.T) {
 	endpointIDs := []string{"ep-ok", "ep-fail500", "ep-gone", "ep-hang", "ep-slow503", "ep-redirect", "ep-partial", "ep-refused", "ep-blocked", "ep-api"}
 
 	jsonLog, consoleLog := &llBuffer{}, &llBuffer{}
-	addr, stop := llStartServe(t, cfg, llLogger(jsonLog, consoleLog))
+	srv := runServed(t, cfg, llLogger(jsonLog, consoleLog))
+	addr, stop := srv.listening, func() { srv.stop(t) }
 	hc := llHTTP{t, &http.Client{Timeout: 10 * time.Second}}
 	ingestBase := "http://" + addr.Ingest
 	adminBase := "http://" + addr.Admin

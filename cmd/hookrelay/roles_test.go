@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,30 +38,7 @@ func startProcess(t *testing.T, cfg *Config) listening {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan listening, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, zap.NewNop(), ready) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve %v returned %v after shutdown", cfg.Roles, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("serve %v did not stop within 30s of cancel", cfg.Roles)
-		}
-	})
-	select {
-	case addr := <-ready:
-		return addr
-	case err := <-done:
-		t.Fatalf("serve %v: %v", cfg.Roles, err)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("serve %v did not start", cfg.Roles)
-	}
-	return listening{}
+	return runServed(t, cfg, zap.NewNop()).listening
 }
 
 // roleConfig is the dev config of one process in a multi-process test: its roles,

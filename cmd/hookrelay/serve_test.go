@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"go.uber.org/zap"
@@ -121,19 +120,8 @@ func TestShutdownBoundWithSlowUpload(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan listening, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, zap.NewNop(), ready) }()
-	var l listening
-	select {
-	case l = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
+	srv := runServed(t, cfg, zap.NewNop())
+	l := srv.listening
 	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +149,7 @@ func TestShutdownBoundWithSlowUpload(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the server has the request and waits for its body
 
 	start := time.Now()
-	cancel()
+	srv.cancel()
 	select {
 	case <-handedBack:
 		if d := time.Since(start); d > bound {
@@ -170,15 +158,14 @@ func TestShutdownBoundWithSlowUpload(t *testing.T) {
 	case <-time.After(bound + 5*time.Second):
 		t.Fatal("the hanging attempt was never handed back")
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-		if d := time.Since(start); d > bound+time.Second {
-			t.Errorf("serve returned %v after shutdown began, bound %v", d, bound)
-		}
-	case <-time.After(30 * time.Second):
+	err, returned := srv.wait()
+	if !returned {
 		t.Fatal("serve did not return")
+	}
+	if err != nil {
+		t.Errorf("serve returned %v", err)
+	}
+	if d := time.Since(start); d > bound+time.Second {
+		t.Errorf("serve returned %v after shutdown began, bound %v", d, bound)
 	}
 }
