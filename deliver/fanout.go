@@ -159,24 +159,21 @@ func (f *Fanout) consume(cons jetstream.Consumer, handler jetstream.MessageHandl
 func (f *Fanout) restart(ctx context.Context, handler jetstream.MessageHandler) jetstream.ConsumeContext {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, 0
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(b.NextBackOff()):
-		}
+	var cc jetstream.ConsumeContext
+	err := backoff.RetryNotify(func() error {
 		cons, err := f.cfg.JS.CreateOrUpdateConsumer(ctx, f.cfg.Topology.EventsStream(), f.consCfg)
 		if err != nil {
-			f.log.Warn("create the event consumer; will retry", zap.Error(err))
-			continue
+			return fmt.Errorf("create the event consumer: %w", err)
 		}
-		cc, err := f.consume(cons, handler)
-		if err != nil {
-			f.log.Warn("consume events; will retry", zap.Error(err))
-			continue
-		}
-		return cc
+		cc, err = f.consume(cons, handler)
+		return err
+	}, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
+		f.log.Warn("start the event consumer again; will retry", zap.Error(err), zap.Duration("in", wait))
+	})
+	if err != nil {
+		return nil // ctx ended
 	}
+	return cc
 }
 
 // loop takes a batch of whatever events are waiting, handles it, and repeats until
