@@ -259,6 +259,17 @@ func postIngest(t *testing.T, ingestAddr, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// samplePayMaya is the PayMaya sample callback (the parser's golden input).
+func samplePayMaya(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// postPayMaya posts body as the demo PayMaya source and requires a 200.
 func postPayMaya(t *testing.T, ingestAddr string, body []byte) {
 	t.Helper()
 	if status, answer := postIngest(t, ingestAddr, string(body)); status != http.StatusOK {
@@ -270,10 +281,7 @@ func postPayMaya(t *testing.T, ingestAddr string, body []byte) {
 // of the same payment.
 func postSamplePair(t *testing.T, ingestAddr string) {
 	t.Helper()
-	first, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := samplePayMaya(t)
 	second := bytes.Replace(first, []byte(`"updatedAt": "2018-09-26T08:39:17Z"`), []byte(`"updatedAt": "2018-09-26T08:41:00Z"`), 1)
 	if bytes.Equal(first, second) {
 		t.Fatal("the sample changed: no updatedAt to vary")

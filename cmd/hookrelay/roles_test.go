@@ -116,21 +116,7 @@ func TestRoles(t *testing.T) {
 	if in.Ingest == "" || in.Admin == "" {
 		t.Fatalf("ingest process listens on %+v, want both listeners", in)
 	}
-	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+in.Ingest+"/ingest/paymaya/acme-maya", strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.SetBasicAuth("", "dev-maya-token-0123456789")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("ingest answered %d", resp.StatusCode)
-	}
+	postPayMaya(t, in.Ingest, samplePayMaya(t))
 	quiet("ingest role alone", 1500*time.Millisecond)
 
 	dl := startProcess(t, config(RoleDeliver))
@@ -222,10 +208,7 @@ func TestScheduleWakeAcrossProcesses(t *testing.T) {
 	retry := RetryConfig{Delays: []Duration{Duration(delay)}, GiveUpAfter: Duration(time.Minute)}
 	in := startProcess(t, roleConfig(t, ns.URL, redisURL, prefix, merchant.URL, retry, RoleIngest, RoleDeliver))
 	startProcess(t, roleConfig(t, ns.URL, redisURL, prefix, merchant.URL, retry, RoleSchedule))
-	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := samplePayMaya(t)
 	const n = 8
 	for i := range n {
 		b := strings.Replace(string(body), "5f1e1df5-b58f-481b-89cb-8dd41afcf771", fmt.Sprintf("5f1e1df5-b58f-481b-89cb-%012d", i), 1)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -58,21 +57,7 @@ func TestServeDelivers(t *testing.T) {
 	defer merchant.Close()
 	addr := startServe(t, func(c *Config) { c.Endpoints[0].URL = merchant.URL + "/hooks" }).Ingest
 
-	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/ingest/paymaya/acme-maya", strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.SetBasicAuth("", "dev-maya-token-0123456789")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("ingest answered %d", resp.StatusCode)
-	}
+	postPayMaya(t, addr, samplePayMaya(t))
 	select {
 	case r := <-got:
 		b := <-bodies
@@ -122,18 +107,7 @@ func TestShutdownBoundWithSlowUpload(t *testing.T) {
 	}
 	srv := runServed(t, cfg, zap.NewNop())
 	l := srv.listening
-	body, err := os.ReadFile("../../parse/testdata/paymaya/webhook-payment-success.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+l.Ingest+"/ingest/paymaya/acme-maya", strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.SetBasicAuth("", "dev-maya-token-0123456789")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	postPayMaya(t, l.Ingest, samplePayMaya(t))
 	select {
 	case <-attempt:
 	case <-time.After(10 * time.Second):
